@@ -1,0 +1,1 @@
+"""Where a crew's or supervisor's request is answered: the FastAPI application."""

@@ -1,0 +1,105 @@
+"""The fault taxonomy of SPEC §4: every alert type, its severity and its default thresholds.
+
+Chinese terms are those used by GB/T 24476 monitoring platforms. Thresholds resolve in
+three layers: these global defaults, a site's overrides, then an elevator's overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+
+class Severity(StrEnum):
+    """How urgent an alert is; `critical` means people may be in danger."""
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultType:
+    """One row of the taxonomy."""
+
+    name: str
+    severity: Severity
+    term_zh: str
+    rule: str
+
+
+_C, _MJ, _MN, _I = Severity.CRITICAL, Severity.MAJOR, Severity.MINOR, Severity.INFO
+
+FAULT_TYPES: Final[tuple[FaultType, ...]] = (
+    FaultType("trapped_between_floors", _C, "非平层关人", "occupied, stopped outside door zone"),
+    FaultType("trapped_at_floor", _C, "平层关人", "occupied, stopped in door zone, door shut"),
+    FaultType("door_open_while_running", _C, "运行中开门", "door leaves closed while moving"),
+    FaultType("unintended_movement", _C, "开门走车", "car moves with the door not closed"),
+    FaultType("overspeed", _C, "超速", "speed above 115 % of rated"),
+    FaultType("overtravel_top", _C, "冲顶", "car beyond the top landing"),
+    FaultType("overtravel_bottom", _C, "蹲底", "car beyond the bottom landing"),
+    # Severity depends on motion: critical while moving, major otherwise.
+    FaultType("safety_chain_open", _C, "安全回路断路", "safety chain open"),
+    FaultType("door_lock_fault", _C, "门锁回路断路", "door lock not made"),
+    FaultType("stopped_outside_door_zone", _MJ, "门区外停梯", "empty car stopped outside zone"),
+    FaultType("door_open_failure", _MJ, "开门故障", "door stuck opening"),
+    FaultType("door_close_failure", _MJ, "关门故障", "door stuck closing or reopening"),
+    FaultType("power_failure", _MJ, "停电", "power not mains"),
+    FaultType("offline", _MJ, "离线", "Last Will or silence"),
+    FaultType("alarm_button", _C, "报警按钮", "alarm button pressed"),
+    # Severity comes from the controller's fault code.
+    FaultType("controller_fault", _MJ, "控制器故障", "fault_code event"),
+    FaultType("abnormal_vibration", _MN, "异常振动", "vibration above limit"),
+    # minor at 85 °C, major at 110 °C.
+    FaultType("motor_overheat", _MN, "电机过热", "motor temperature"),
+    FaultType("brake_overheat", _MN, "制动器过热", "brake temperature"),
+    FaultType("levelling_error", _MN, "平层误差", "levelling beyond tolerance"),
+    FaultType("maintenance_overdue", _MN, "维保超期", "no maintenance for 15 days"),
+    FaultType("clock_skew", _I, "时钟偏差", "device clock off by more than 5 min"),
+)
+
+FAULTS_BY_NAME: Final[Mapping[str, FaultType]] = {fault.name: fault for fault in FAULT_TYPES}
+
+DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = {
+    "stopped_speed_mps": 0.05,
+    "moving_speed_mps": 0.1,
+    "trapped_s": 20.0,
+    "overspeed_ratio": 1.15,
+    "overspeed_s": 0.5,
+    "door_lock_closed_s": 5.0,
+    "stopped_outside_zone_s": 45.0,
+    "door_opening_s": 10.0,
+    "door_closing_s": 15.0,
+    "door_reopen_cycles": 5.0,
+    "offline_intervals": 3.0,
+    "idle_interval_s": 10.0,
+    "vibration_mg": 30.0,
+    "vibration_a95_mg": 25.0,
+    "overheat_minor_c": 85.0,
+    "overheat_major_c": 110.0,
+    "levelling_mm": 10.0,
+    "maintenance_interval_days": 15.0,
+    "clock_skew_s": 300.0,
+    "hysteresis_s": 120.0,
+    "escalate_ack_s": 300.0,
+    "escalate_on_site_s": 1800.0,
+}
+
+
+def unknown_threshold_names(overrides: Mapping[str, object]) -> list[str]:
+    """Names in `overrides` that are not thresholds, so a typo is caught at import."""
+    return sorted(set(overrides) - set(DEFAULT_THRESHOLDS))
+
+
+def resolve_thresholds(
+    site_overrides: Mapping[str, float] | None = None,
+    elevator_overrides: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Global defaults, then the site's overrides, then the elevator's."""
+    merged = dict(DEFAULT_THRESHOLDS)
+    merged.update(site_overrides or {})
+    merged.update(elevator_overrides or {})
+    return merged

@@ -1,0 +1,194 @@
+"""The elevator registry: CSV import and the lookups other parts need.
+
+A registry CSV has one elevator per row (header names below; `site_name`, `district`,
+`registration_code`, `manufacturer`, `installed_on`, `acceleration_mps2`, `jerk_mps3`,
+`floor_height_m` and `thresholds` may be empty). Sites are created or renamed from the rows.
+An import is all or nothing: the first invalid row is reported with its line number and no
+row is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core.errors import RegistryError
+from core.faults import unknown_threshold_names
+from core.models import Elevator, Site
+from core.protocol import is_valid_id
+
+REQUIRED_COLUMNS = (
+    "elevator_id",
+    "site_id",
+    "building",
+    "lowest_floor",
+    "highest_floor",
+    "rated_speed_mps",
+    "rated_load_kg",
+)
+OPTIONAL_COLUMNS = (
+    "site_name",
+    "district",
+    "registration_code",
+    "floor_height_m",
+    "acceleration_mps2",
+    "jerk_mps3",
+    "manufacturer",
+    "installed_on",
+    "thresholds",
+)
+SAMPLE_REGISTRY = Path(__file__).parent / "data" / "sample_registry.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import wrote."""
+
+    sites: int
+    elevators: int
+
+
+@dataclass(slots=True)
+class _ParsedRegistry:
+    sites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    elevators: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _number(row: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:
+    raw = (row.get(name) or "").strip()
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, "
+                         f"got {raw!r}") from None
+    return value
+
+
+def _optional_positive(row: Mapping[str, str], name: str) -> float | None:
+    if not (row.get(name) or "").strip():
+        return None
+    value = float(_number(row, name, float))
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0")
+    return value
+
+
+def _parse_row(row: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    elevator_id = (row.get("elevator_id") or "").strip()
+    site_id = (row.get("site_id") or "").strip()
+    for name, value in (("elevator_id", elevator_id), ("site_id", site_id)):
+        if not is_valid_id(value):
+            raise ValueError(f"{name} {value!r} must match [A-Za-z0-9_-]{{1,64}}")
+    lowest = _number(row, "lowest_floor", int)
+    highest = _number(row, "highest_floor", int)
+    if highest <= lowest:
+        raise ValueError("highest_floor must be above lowest_floor")
+    speed = _number(row, "rated_speed_mps", float)
+    load = _number(row, "rated_load_kg", float)
+    if not speed > 0 or not load > 0:
+        raise ValueError("rated_speed_mps and rated_load_kg must be > 0")
+    thresholds_raw = (row.get("thresholds") or "").strip()
+    thresholds = json.loads(thresholds_raw) if thresholds_raw else {}
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, int | float) for v in thresholds.values()
+    ):
+        raise ValueError("thresholds must be a JSON object of numbers")
+    unknown = unknown_threshold_names(thresholds)
+    if unknown:
+        raise ValueError(f"unknown threshold names {', '.join(unknown)}")
+    installed_raw = (row.get("installed_on") or "").strip()
+    elevator: dict[str, Any] = {
+        "id": elevator_id,
+        "site_id": site_id,
+        "building": (row.get("building") or "").strip() or elevator_id,
+        "registration_code": (row.get("registration_code") or "").strip() or None,
+        "lowest_floor": lowest,
+        "highest_floor": highest,
+        "rated_speed_mps": speed,
+        "rated_load_kg": load,
+        "manufacturer": (row.get("manufacturer") or "").strip() or None,
+        "installed_on": dt.date.fromisoformat(installed_raw) if installed_raw else None,
+        "thresholds": thresholds,
+    }
+    for name in ("floor_height_m", "acceleration_mps2", "jerk_mps3"):
+        value = _optional_positive(row, name)
+        if value is not None:
+            elevator[name] = value
+    site = {
+        "id": site_id,
+        "name": (row.get("site_name") or "").strip() or site_id,
+        "district": (row.get("district") or "").strip() or None,
+    }
+    return site, elevator
+
+
+def parse_registry(lines: Iterable[str], *, source: str) -> _ParsedRegistry:
+    """Validate a registry CSV; raise `RegistryError` naming the first bad line."""
+    reader = csv.DictReader(lines)
+    missing = [name for name in REQUIRED_COLUMNS if name not in (reader.fieldnames or [])]
+    if missing:
+        raise RegistryError(f"{source}: missing column(s) {', '.join(missing)}")
+    parsed = _ParsedRegistry()
+    seen: set[str] = set()
+    for row in reader:
+        line = reader.line_num
+        try:
+            site, elevator = _parse_row(row)
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"{source} line {line}: {exc}") from None
+        if elevator["id"] in seen:
+            raise RegistryError(f"{source} line {line}: elevator {elevator['id']} listed twice")
+        seen.add(elevator["id"])
+        parsed.sites[site["id"]] = site
+        parsed.elevators.append(elevator)
+    if not parsed.elevators:
+        raise RegistryError(f"{source}: no elevators in the file")
+    return parsed
+
+
+def import_registry(path: Path, *, db_session: Session) -> ImportResult:
+    """Create or update the sites and elevators listed in a registry CSV.
+
+    The caller commits.
+    """
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            parsed = parse_registry(handle, source=str(path))
+    except OSError as exc:
+        raise RegistryError(f"cannot read {path}: {exc.strerror}") from exc
+    site_rows = list(parsed.sites.values())
+    site_stmt = insert(Site).values(site_rows)
+    db_session.execute(
+        site_stmt.on_conflict_do_update(
+            index_elements=[Site.id],
+            set_={"name": site_stmt.excluded.name, "district": site_stmt.excluded.district},
+        )
+    )
+    for elevator in parsed.elevators:
+        stmt = insert(Elevator).values(elevator)
+        updates = {key: stmt.excluded[key] for key in elevator if key != "id"}
+        updates["updated_at"] = sa.func.now()
+        db_session.execute(stmt.on_conflict_do_update(index_elements=[Elevator.id], set_=updates))
+    return ImportResult(sites=len(site_rows), elevators=len(parsed.elevators))
+
+
+def elevator_topics(*, db_session: Session) -> list[tuple[str, str]]:
+    """(site, elevator) of every active elevator, for broker accounts and ACLs."""
+    rows = db_session.execute(
+        sa.select(Elevator.site_id, Elevator.id).where(Elevator.active).order_by(Elevator.id)
+    )
+    return [(site, elevator) for site, elevator in rows]
+
+
+def get_elevator(elevator_id: str, *, db_session: Session) -> Elevator | None:
+    """One elevator by id."""
+    return db_session.get(Elevator, elevator_id)

@@ -1,0 +1,1 @@
+"""Where telemetry enters: MQTT collectors, validation, dead letters and the batch writer."""

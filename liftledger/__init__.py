@@ -1,0 +1,1 @@
+"""The `liftledger` command line and the operation of the local stack."""

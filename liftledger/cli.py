@@ -1,0 +1,173 @@
+"""`liftledger`: the one command line of every LiftLedger process and operator task.
+
+Each subcommand builds the settings and the adapters it needs, then calls into the packages.
+Errors the operator can fix are printed as one `error:` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.credentials import device_credentials
+from core.db import create_engine_from_url, session_factory, translate_connect_errors
+from core.errors import LiftLedgerError, RegistryError
+from core.migrate import current_revision, head_revision, upgrade
+from core.registry import SAMPLE_REGISTRY, elevator_topics, get_elevator, import_registry
+from core.settings import Settings, load_settings
+from liftledger import stack
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _registered_elevators(settings: Settings) -> list[tuple[str, str]]:
+    """(site, elevator) pairs from the database, or none before the first migration."""
+    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
+    try:
+        if current_revision(engine) is None:
+            return []
+        with session_factory(engine)() as session:
+            return elevator_topics(db_session=session)
+    finally:
+        engine.dispose()
+
+
+# -- stack -----------------------------------------------------------------------------------
+
+
+def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Install what is missing and start the local services."""
+    stack.up(settings, elevators=lambda: _registered_elevators(settings), say=_say)
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace, settings: Settings) -> int:
+    """Stop the local services this stack started."""
+    stack.down(settings, say=_say)
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Print each service, its URL and whether it answers."""
+    return 0 if stack.status(settings, say=_say) else 1
+
+
+def cmd_stack_env(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the service URLs as shell `export` lines."""
+    for line in stack.env_lines(settings):
+        print(line)
+    return 0
+
+
+# -- database and registry -------------------------------------------------------------------
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the schema migrations."""
+    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
+    try:
+        upgrade(engine, telemetry_chunk_hours=settings.telemetry_chunk_hours)
+        _say(f"database schema at revision {current_revision(engine)} (head {head_revision()})")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_elevators_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Load a registry CSV and give each elevator its broker account."""
+    path: Path = SAMPLE_REGISTRY if args.file == "sample" else Path(args.file)
+    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
+    try:
+        if current_revision(engine) is None:
+            raise RegistryError("the database has no schema yet: run `liftledger db upgrade`")
+        with translate_connect_errors(str(engine.url)), session_factory(engine)() as session:
+            result = import_registry(path, db_session=session)
+            session.commit()
+            topics = elevator_topics(db_session=session)
+    finally:
+        engine.dispose()
+    stack.sync_broker_auth(settings, topics)
+    _say(f"imported {result.elevators} elevators in {result.sites} sites from {path}")
+    return 0
+
+
+def cmd_elevators_credentials(args: argparse.Namespace, settings: Settings) -> int:
+    """Print one elevator's MQTT username and password."""
+    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
+    try:
+        with translate_connect_errors(str(engine.url)), session_factory(engine)() as session:
+            if current_revision(engine) is None or get_elevator(
+                args.elevator_id, db_session=session
+            ) is None:
+                raise RegistryError(
+                    f"elevator {args.elevator_id} is not registered: import it with "
+                    "`liftledger elevators import FILE.csv`"
+                )
+            topics = elevator_topics(db_session=session)
+    finally:
+        engine.dispose()
+    stack.sync_broker_auth(settings, topics)
+    credentials = device_credentials(settings.secret("mqtt_secret"), args.elevator_id)
+    print(f"username={credentials.username}")
+    print(f"password={credentials.password}")
+    return 0
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="liftledger", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack_parser = commands.add_parser("stack", help="local TimescaleDB, Mosquitto and Anvil")
+    stack_commands = stack_parser.add_subparsers(dest="action", required=True)
+    for name, handler in (
+        ("up", cmd_stack_up),
+        ("down", cmd_stack_down),
+        ("status", cmd_stack_status),
+        ("env", cmd_stack_env),
+    ):
+        sub = stack_commands.add_parser(name, help=handler.__doc__)
+        sub.set_defaults(handler=handler)
+
+    db_parser = commands.add_parser("db", help="database schema")
+    db_commands = db_parser.add_subparsers(dest="action", required=True)
+    db_commands.add_parser("upgrade", help=cmd_db_upgrade.__doc__).set_defaults(
+        handler=cmd_db_upgrade
+    )
+
+    elevators = commands.add_parser("elevators", help="the elevator registry")
+    elevator_commands = elevators.add_subparsers(dest="action", required=True)
+    importer = elevator_commands.add_parser("import", help=cmd_elevators_import.__doc__)
+    importer.add_argument("file", help="registry CSV, or `sample` for the bundled sub-district")
+    importer.set_defaults(handler=cmd_elevators_import)
+    creds = elevator_commands.add_parser("credentials", help=cmd_elevators_credentials.__doc__)
+    creds.add_argument("elevator_id")
+    creds.set_defaults(handler=cmd_elevators_credentials)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `liftledger` console script."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        settings = load_settings()
+        return handler(args, settings)
+    except LiftLedgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
