@@ -102,5 +102,5 @@ def check_database(url: str) -> str:
     server, timescaledb, license_ = row if row else ("?", None, None)
     if timescaledb is None:
         return f"PostgreSQL {server}, TimescaleDB NOT available"
-    edition = license_ or 'extension not created yet: run `liftledger db upgrade`'
+    edition = license_ or "extension not created yet: run `liftledger db upgrade`"
     return f"PostgreSQL {server}, TimescaleDB {timescaledb} ({edition})"

@@ -29,7 +29,7 @@ class InstallError(StackError):
     """A required tool or package is missing and could not be installed."""
 
 
-class ServiceUnreachable(LiftLedgerError):
+class ServiceUnreachable(LiftLedgerError):  # noqa: N818 - reads as a state
     """A database, broker or chain endpoint does not answer."""
 
 

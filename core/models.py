@@ -15,7 +15,7 @@ and for schema checks.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -36,7 +36,7 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: sa.DateTime(timezone=True),
         dict[str, Any]: JSONB,
     }
@@ -239,9 +239,7 @@ class Alert(Base):
 
     __tablename__ = "alerts"
     __table_args__ = (
-        sa.CheckConstraint(
-            "severity IN ('critical', 'major', 'minor', 'info')", name="severity"
-        ),
+        sa.CheckConstraint("severity IN ('critical', 'major', 'minor', 'info')", name="severity"),
         sa.CheckConstraint("condition IN ('active', 'cleared')", name="condition"),
         sa.CheckConstraint(
             "status IN ('open', 'acknowledged', 'on_site', 'resolved', 'false_alarm')",
@@ -313,11 +311,10 @@ class MaintenanceRecord(Base):
         sa.CheckConstraint(
             "kind IN ('routine', 'repair', 'inspection', 'rescue', 'other')", name="kind"
         ),
-        sa.CheckConstraint(
-            "signed = (signature IS NOT NULL)", name="signed_iff_signature"
-        ),
+        sa.CheckConstraint("signed = (signature IS NOT NULL)", name="signed_iff_signature"),
         sa.Index(
-            "ix_maintenance_records_elevator_performed", "elevator_id",
+            "ix_maintenance_records_elevator_performed",
+            "elevator_id",
             sa.text("performed_at DESC"),
         ),
     )
@@ -366,9 +363,7 @@ class Anchor(Base):
 
     __tablename__ = "anchors"
     __table_args__ = (
-        sa.CheckConstraint(
-            "status IN ('signed', 'sent', 'confirmed', 'failed')", name="status"
-        ),
+        sa.CheckConstraint("status IN ('signed', 'sent', 'confirmed', 'failed')", name="status"),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)

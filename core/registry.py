@@ -68,8 +68,9 @@ def _number(row: Mapping[str, str], name: str, kind: type[float] | type[int]) ->
     try:
         value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, "
-                         f"got {raw!r}") from None
+        raise ValueError(
+            f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}"
+        ) from None
     return value
 
 
@@ -120,9 +121,9 @@ def _parse_row(row: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
         "thresholds": thresholds,
     }
     for name in ("floor_height_m", "acceleration_mps2", "jerk_mps3"):
-        value = _optional_positive(row, name)
-        if value is not None:
-            elevator[name] = value
+        measure = _optional_positive(row, name)
+        if measure is not None:
+            elevator[name] = measure
     site = {
         "id": site_id,
         "name": (row.get("site_name") or "").strip() or site_id,
@@ -175,7 +176,7 @@ def import_registry(path: Path, *, db_session: Session) -> ImportResult:
     )
     for elevator in parsed.elevators:
         stmt = insert(Elevator).values(elevator)
-        updates = {key: stmt.excluded[key] for key in elevator if key != "id"}
+        updates: dict[str, Any] = {key: stmt.excluded[key] for key in elevator if key != "id"}
         updates["updated_at"] = sa.func.now()
         db_session.execute(stmt.on_conflict_do_update(index_elements=[Elevator.id], set_=updates))
     return ImportResult(sites=len(site_rows), elevators=len(parsed.elevators))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
 
-DEV_SECRET_PREFIX = "dev-"
+DEV_SECRET_PREFIX = "dev-"  # noqa: S105 - a marker, not a secret
 SECRET_NAMES = ("db_password", "jwt_secret", "anchorer_key", "mqtt_secret")
 
 # Private keys that ship with Anvil and Hardhat (derived from the public "test test … junk"
@@ -64,6 +64,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     data_dir: Path = Field(default_factory=default_data_dir)
+    # Folder with package.json / package-lock.json whose `npm ci` provides Anvil and solc.
+    tools_dir: Path | None = Field(default_factory=checkout_root)
     install_missing: bool = True
 
     database_url: str | None = None
@@ -220,7 +222,7 @@ def _refuse_dev_secrets(settings: Settings) -> None:
             raise ConfigError("LIFTLEDGER_JWT_SECRET must be at least 32 characters in production")
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build and validate the settings; fill secrets from files or development defaults.
 
     Raises `ConfigError` with a one-line message when a value is invalid.

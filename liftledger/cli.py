@@ -26,24 +26,12 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _registered_elevators(settings: Settings) -> list[tuple[str, str]]:
-    """(site, elevator) pairs from the database, or none before the first migration."""
-    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
-    try:
-        if current_revision(engine) is None:
-            return []
-        with session_factory(engine)() as session:
-            return elevator_topics(db_session=session)
-    finally:
-        engine.dispose()
-
-
 # -- stack -----------------------------------------------------------------------------------
 
 
 def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     """Install what is missing and start the local services."""
-    stack.up(settings, elevators=lambda: _registered_elevators(settings), say=_say)
+    stack.up(settings, say=_say)
     return 0
 
 
@@ -102,9 +90,10 @@ def cmd_elevators_credentials(args: argparse.Namespace, settings: Settings) -> i
     engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
     try:
         with translate_connect_errors(str(engine.url)), session_factory(engine)() as session:
-            if current_revision(engine) is None or get_elevator(
-                args.elevator_id, db_session=session
-            ) is None:
+            if (
+                current_revision(engine) is None
+                or get_elevator(args.elevator_id, db_session=session) is None
+            ):
                 raise RegistryError(
                     f"elevator {args.elevator_id} is not registered: import it with "
                     "`liftledger elevators import FILE.csv`"

@@ -10,9 +10,11 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from core.db import redacted
+from core.db import create_engine_from_url, redacted, session_factory
 from core.errors import InstallError
-from core.settings import Settings, checkout_root
+from core.migrate import current_revision
+from core.registry import elevator_topics
+from core.settings import Settings
 from liftledger.stack.anvil import LocalAnvil
 from liftledger.stack.install import ensure_postgres, find_postgres
 from liftledger.stack.mosquitto import LocalMosquitto
@@ -21,17 +23,25 @@ from liftledger.stack.probe import service_report
 
 Say = Callable[[str], None]
 
-__all__ = ["down", "env_lines", "local_postgres", "status", "sync_broker_auth", "up"]
+__all__ = [
+    "down",
+    "env_lines",
+    "local_postgres",
+    "registered_elevators",
+    "status",
+    "sync_broker_auth",
+    "up",
+]
 
 
-def _project_dir() -> Path:
-    root = checkout_root()
-    if root is None:
+def _tools_dir(settings: Settings) -> Path:
+    if settings.tools_dir is None:
         raise InstallError(
             "the local chain is installed from the project's package-lock.json, which this "
-            "installation lacks: set LIFTLEDGER_CHAIN_URL to an existing chain"
+            "installation lacks: set LIFTLEDGER_TOOLS_DIR to a checkout or LIFTLEDGER_CHAIN_URL "
+            "to an existing chain"
         )
-    return root
+    return settings.tools_dir
 
 
 def local_postgres(settings: Settings) -> LocalPostgres:
@@ -50,7 +60,19 @@ def sync_broker_auth(settings: Settings, elevators: list[tuple[str, str]]) -> bo
     return changed
 
 
-def up(settings: Settings, *, elevators: Callable[[], list[tuple[str, str]]], say: Say) -> None:
+def registered_elevators(settings: Settings) -> list[tuple[str, str]]:
+    """(site, elevator) pairs from the database, or none before the first migration."""
+    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
+    try:
+        if current_revision(engine) is None:
+            return []
+        with session_factory(engine)() as session:
+            return elevator_topics(db_session=session)
+    finally:
+        engine.dispose()
+
+
+def up(settings: Settings, *, say: Say) -> None:
     """Install what is missing and start every local service; harmless when already up."""
     if settings.local_database:
         install = ensure_postgres(settings)
@@ -61,14 +83,14 @@ def up(settings: Settings, *, elevators: Callable[[], list[tuple[str, str]]], sa
         say("timescaledb  external (LIFTLEDGER_DATABASE_URL)")
     if settings.local_mqtt:
         broker = LocalMosquitto(settings)
-        if broker.write_auth(elevators()):
+        if broker.write_auth(registered_elevators(settings)):
             broker.reload()
         broker.start()
         say(f"mosquitto    up  {broker.config}")
     else:
         say("mosquitto    external (LIFTLEDGER_MQTT_URL)")
     if settings.local_chain:
-        chain = LocalAnvil(settings, _project_dir())
+        chain = LocalAnvil(settings, _tools_dir(settings))
         chain.start()
         say(f"anvil        up  {chain.state_file}")
     else:
@@ -78,7 +100,7 @@ def up(settings: Settings, *, elevators: Callable[[], list[tuple[str, str]]], sa
 def down(settings: Settings, *, say: Say) -> None:
     """Stop the local services this stack started; leave everything else alone."""
     if settings.local_chain:
-        stopped = LocalAnvil(settings, checkout_root() or Path.cwd()).stop()
+        stopped = LocalAnvil(settings, settings.tools_dir or Path.cwd()).stop()
         say(f"anvil        {'stopped' if stopped else 'was not running'}")
     if settings.local_mqtt:
         stopped = LocalMosquitto(settings).stop()

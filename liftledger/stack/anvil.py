@@ -81,19 +81,26 @@ class LocalAnvil:
             spawn(
                 [
                     str(binary),
-                    "--host", LOCAL_HOST,
-                    "--port", str(self._settings.chain_port),
-                    "--chain-id", str(self._settings.chain_id),
-                    "--state", str(self.state_file),
-                    "--state-interval", str(STATE_INTERVAL_S),
-                    "--accounts", "1",
+                    "--host",
+                    LOCAL_HOST,
+                    "--port",
+                    str(self._settings.chain_port),
+                    "--chain-id",
+                    str(self._settings.chain_id),
+                    "--state",
+                    str(self.state_file),
+                    "--state-interval",
+                    str(STATE_INTERVAL_S),
+                    "--accounts",
+                    "1",
                     "--silent",
                 ],
                 pid_file=self.pid_file,
                 log_file=self.log_file,
             )
-            wait_until(self._answers, timeout_s=START_TIMEOUT_S, what="Anvil",
-                       log_file=self.log_file)
+            wait_until(
+                self._answers, timeout_s=START_TIMEOUT_S, what="Anvil", log_file=self.log_file
+            )
         self.fund_anchorer()
 
     def _answers(self) -> bool:

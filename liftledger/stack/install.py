@@ -101,10 +101,18 @@ class PostgresInstall:
 def find_postgres() -> PostgresInstall | None:
     """The newest PostgreSQL server installed under /usr/lib/postgresql."""
     root = Path("/usr/lib/postgresql")
-    versions = sorted(
-        (int(p.name) for p in root.glob("*") if p.name.isdigit() and (p / "bin/postgres").is_file()),
-        reverse=True,
-    ) if root.is_dir() else []
+    versions = (
+        sorted(
+            (
+                int(p.name)
+                for p in root.glob("*")
+                if p.name.isdigit() and (p / "bin/postgres").is_file()
+            ),
+            reverse=True,
+        )
+        if root.is_dir()
+        else []
+    )
     if not versions:
         return None
     return PostgresInstall(major=versions[0], bindir=root / str(versions[0]) / "bin")
@@ -172,7 +180,9 @@ def _install_timescaledb(settings: Settings, install: PostgresInstall) -> None:
         cwd=source,
         what="configuring the TimescaleDB build",
     )
-    run(["make", "-C", "build", f"-j{os.cpu_count() or 2}"], cwd=source, what="building TimescaleDB")
+    run(
+        ["make", "-C", "build", f"-j{os.cpu_count() or 2}"], cwd=source, what="building TimescaleDB"
+    )
     if not _is_root():
         raise InstallError(
             f"TimescaleDB is built in {source} but installing it needs root: "
@@ -187,7 +197,11 @@ def _missing_build_tools(install: PostgresInstall) -> bool:
     headers = Path(f"/usr/include/postgresql/{install.major}/server/postgres.h")
     tools = ("cmake", "gcc", "make", "dpkg-source", "xz")
     openssl = Path("/usr/include/openssl/ssl.h")
-    return not headers.is_file() or not openssl.is_file() or any(shutil.which(tool) is None for tool in tools)
+    return (
+        not headers.is_file()
+        or not openssl.is_file()
+        or any(shutil.which(tool) is None for tool in tools)
+    )
 
 
 def _fetch_timescaledb_source(build_dir: Path) -> Path:
@@ -202,10 +216,14 @@ def _fetch_timescaledb_source(build_dir: Path) -> Path:
         f"deb-src http://deb.debian.org/debian {TIMESCALEDB_SOURCE_SUITE} main\n", encoding="utf-8"
     )
     apt_options = [
-        "-o", f"Dir::Etc::SourceList={sources}",
-        "-o", "Dir::Etc::SourceParts=/dev/null",
-        "-o", f"Dir::State::Lists={lists}",
-        "-o", "APT::Sandbox::User=root",
+        "-o",
+        f"Dir::Etc::SourceList={sources}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={lists}",
+        "-o",
+        "APT::Sandbox::User=root",
     ]
     run(["apt-get", *apt_options, "update"], what="fetching the TimescaleDB source index")
     run(
@@ -233,7 +251,12 @@ def _anvil_platform() -> str:
 def anvil_binary(project_dir: Path) -> Path:
     """Where `npm ci` puts the Anvil binary for this machine."""
     return (
-        project_dir / "node_modules" / "@foundry-rs" / f"anvil-{_anvil_platform()}" / "bin" / "anvil"
+        project_dir
+        / "node_modules"
+        / "@foundry-rs"
+        / f"anvil-{_anvil_platform()}"
+        / "bin"
+        / "anvil"
     )
 
 

@@ -66,9 +66,7 @@ def password_line(credentials: MqttCredentials) -> str:
     # A salt derived from the password keeps the file byte-stable across regenerations,
     # so an unchanged registry does not trigger a reload; passwords are random anyway.
     salt = hashlib.sha256(credentials.password.encode()).digest()[:12]
-    digest = hashlib.pbkdf2_hmac(
-        "sha512", credentials.password.encode(), salt, PBKDF2_ITERATIONS
-    )
+    digest = hashlib.pbkdf2_hmac("sha512", credentials.password.encode(), salt, PBKDF2_ITERATIONS)
     return (
         f"{credentials.username}:$7${PBKDF2_ITERATIONS}$"
         f"{base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
@@ -116,8 +114,9 @@ class LocalMosquitto:
         """Write the password file and ACL; True when either changed."""
         secret = self._settings.secret("mqtt_secret")
         pairs = sorted(set(elevators))
-        accounts = [service_credentials(secret, name) for name in (
-            COLLECTOR_USERNAME, PLATFORM_USERNAME)]
+        accounts = [
+            service_credentials(secret, name) for name in (COLLECTOR_USERNAME, PLATFORM_USERNAME)
+        ]
         accounts += [device_credentials(secret, elevator) for _, elevator in pairs]
         changed = _write_if_changed(
             self.passwd, "\n".join(password_line(account) for account in accounts) + "\n"

@@ -22,7 +22,7 @@ from core.db import libpq_url, translate_connect_errors
 from core.errors import StackError
 from core.settings import LOCAL_HOST, Settings
 from liftledger.stack.install import PostgresInstall
-from liftledger.stack.process import run, wait_until
+from liftledger.stack.process import port_answers, run, wait_until
 
 SERVER_USER = "postgres"
 SUPERUSER = "liftledger"
@@ -77,7 +77,13 @@ class LocalPostgres:
         self._settings = settings
         self._install = install
         self.link = settings.data_dir / "postgres"
-        self.log_file = settings.data_dir / "log" / "postgres.log"
+
+    @property
+    def log_file(self) -> Path:
+        """The server log; next to a relocated cluster, where the server user can write."""
+        if self.link.is_symlink():
+            return self.cluster_dir().parent / "postgres.log"
+        return self._settings.data_dir / "log" / "postgres.log"
 
     @property
     def url(self) -> str:
@@ -140,8 +146,10 @@ class LocalPostgres:
                 [
                     *_as_server_user(),
                     self._bin("initdb"),
-                    "-D", str(cluster),
-                    "-U", SUPERUSER,
+                    "-D",
+                    str(cluster),
+                    "-U",
+                    SUPERUSER,
                     f"--pwfile={pwfile}",
                     "--auth=scram-sha-256",
                     "--encoding=UTF8",
@@ -173,6 +181,11 @@ class LocalPostgres:
         """Start the server (no-op when running) and create the application database."""
         self.init()
         if not self.running():
+            if port_answers(LOCAL_HOST, self._settings.pg_port):
+                raise StackError(
+                    f"port {self._settings.pg_port} is taken by another program: "
+                    "set LIFTLEDGER_PG_PORT to a free port"
+                )
             self._write_config()
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self.log_file.touch()
@@ -183,15 +196,22 @@ class LocalPostgres:
                     *_as_server_user(),
                     self._bin("pg_ctl"),
                     "start",
-                    "-D", str(self.cluster_dir()),
-                    "-l", str(self.log_file),
+                    "-D",
+                    str(self.cluster_dir()),
+                    "-l",
+                    str(self.log_file),
                     "-w",
-                    "-t", str(START_TIMEOUT_S),
+                    "-t",
+                    str(START_TIMEOUT_S),
                 ],
                 what=f"starting PostgreSQL (see {self.log_file})",
             )
-        wait_until(self._accepts_logins, timeout_s=START_TIMEOUT_S, what="PostgreSQL",
-                   log_file=self.log_file)
+        wait_until(
+            self._accepts_logins,
+            timeout_s=START_TIMEOUT_S,
+            what="PostgreSQL",
+            log_file=self.log_file,
+        )
         self.create_database(self._settings.pg_database)
 
     def _accepts_logins(self) -> bool:
@@ -246,8 +266,10 @@ class LocalPostgres:
                 *_as_server_user(),
                 self._bin("pg_ctl"),
                 "stop",
-                "-D", str(self.cluster_dir()),
-                "-m", "fast",
+                "-D",
+                str(self.cluster_dir()),
+                "-m",
+                "fast",
                 "-w",
             ],
             what="stopping PostgreSQL",

@@ -1,13 +1,14 @@
 """Does each service answer? Real protocol handshakes, not just open ports.
 
 The MQTT probe speaks just enough MQTT 3.1.1 (CONNECT, CONNACK, DISCONNECT; OASIS MQTT 3.1.1
-§3.1–3.2) to tell "unreachable" from "refuses these credentials" without a client library.
+§3.1 to 3.2) to tell "unreachable" from "refuses these credentials" without a client library.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from core.credentials import COLLECTOR_USERNAME, service_credentials
@@ -102,14 +103,24 @@ def check_chain(url: str, expected_chain_id: int | None = None) -> str:
 def service_report(settings: Settings) -> list[tuple[str, str, bool, str]]:
     """(service, URL, answers, detail) for the database, the broker and the chain."""
     collector = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
-    probes = [
-        ("timescaledb", settings.resolved_database_url(),
-         lambda: check_database(settings.resolved_database_url())),
-        ("mosquitto", settings.resolved_mqtt_url(),
-         lambda: check_mqtt(settings.resolved_mqtt_url(), collector.username,
-                            collector.password)),
-        ("anvil", settings.resolved_chain_url(),
-         lambda: check_chain(settings.resolved_chain_url(), settings.chain_id)),
+    probes: list[tuple[str, str, Callable[[], str]]] = [
+        (
+            "timescaledb",
+            settings.resolved_database_url(),
+            lambda: check_database(settings.resolved_database_url()),
+        ),
+        (
+            "mosquitto",
+            settings.resolved_mqtt_url(),
+            lambda: check_mqtt(
+                settings.resolved_mqtt_url(), collector.username, collector.password
+            ),
+        ),
+        (
+            "anvil",
+            settings.resolved_chain_url(),
+            lambda: check_chain(settings.resolved_chain_url(), settings.chain_id),
+        ),
     ]
     report = []
     for name, url, probe in probes:

@@ -53,9 +53,7 @@ def owned_pid(pid_file: Path, marker: str) -> int | None:
     return pid
 
 
-def spawn(
-    argv: Sequence[str], *, pid_file: Path, log_file: Path, cwd: Path | None = None
-) -> int:
+def spawn(argv: Sequence[str], *, pid_file: Path, log_file: Path, cwd: Path | None = None) -> int:
     """Start `argv` detached from this terminal, record its pid, return it."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
@@ -119,9 +117,7 @@ def _alive(pid: int) -> bool:
 
 def run(argv: Sequence[str], *, what: str, cwd: Path | None = None) -> str:
     """Run a short command, return its output; raise `StackError` with its last line."""
-    proc = subprocess.run(
-        list(argv), cwd=cwd, capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         last = lines[-1] if lines else f"exit status {proc.returncode}"

@@ -1,0 +1,78 @@
+"""Shared fixtures.
+
+Unit tests need no service. Integration tests (`tests/integration`) talk to the real
+TimescaleDB, Mosquitto and Anvil that `liftledger stack up` starts (`make test` does that
+first); when a service does not answer they fail with the reason instead of skipping.
+Each test session works in its own database, `<name>_test`, migrated from scratch, and
+each database test runs inside a transaction that is rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from core.db import create_engine_from_url, libpq_url
+from core.migrate import upgrade
+from core.settings import Settings, load_settings
+from liftledger.stack.probe import service_report
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Settings:
+    """Settings of the running stack; fails the test when a service does not answer."""
+    settings = load_settings()
+    down = [detail for _, _, answers, detail in service_report(settings) if not answers]
+    if down:
+        pytest.fail("the local stack is not up (run `make test`): " + "; ".join(down))
+    return settings
+
+
+def _database_url(url: str, name: str) -> str:
+    parts = urlsplit(libpq_url(url))
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def test_database_url(stack_settings: Settings) -> str:
+    """A freshly created and migrated database for this test session."""
+    main_url = stack_settings.resolved_database_url()
+    name = (urlsplit(main_url).path.lstrip("/") or "liftledger") + "_test"
+    with psycopg.connect(libpq_url(main_url), autocommit=True) as conn:
+        database = sql.Identifier(name)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
+    url = _database_url(main_url, name)
+    engine = create_engine_from_url(url, pool_size=1)
+    try:
+        upgrade(engine, telemetry_chunk_hours=stack_settings.telemetry_chunk_hours)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(test_database_url: str) -> Iterator[Engine]:
+    """Engine on the session's test database."""
+    engine = create_engine_from_url(test_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_session(engine: Engine) -> Iterator[Session]:
+    """A session whose work, commits included, is rolled back after the test."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+        try:
+            yield session
+        finally:
+            session.close()
+            transaction.rollback()

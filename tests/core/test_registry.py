@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from core.errors import RegistryError
+from core.registry import SAMPLE_REGISTRY, parse_registry
+
+HEADER = "elevator_id,site_id,building,lowest_floor,highest_floor,rated_speed_mps,rated_load_kg"
+
+
+def _parse(*rows: str, header: str = HEADER) -> object:
+    return parse_registry(io.StringIO("\n".join([header, *rows]) + "\n"), source="r.csv")
+
+
+def test_sample_registry_is_a_sub_district_of_21_committees() -> None:
+    with SAMPLE_REGISTRY.open(encoding="utf-8") as handle:
+        parsed = parse_registry(handle, source="sample")
+    assert len(parsed.sites) == 21
+    assert 200 <= len(parsed.elevators) <= 400
+    top_floors = {e["highest_floor"] for e in parsed.elevators}
+    assert min(top_floors) == 6
+    assert max(top_floors) == 33
+    assert all(e["rated_speed_mps"] > 0 and e["rated_load_kg"] > 0 for e in parsed.elevators)
+
+
+def test_minimal_row_gets_defaults() -> None:
+    parsed = parse_registry(io.StringIO(HEADER + "\ne1,s1,Bldg 1,1,6,1.0,630\n"), source="r.csv")
+    assert parsed.sites["s1"]["name"] == "s1"
+    assert parsed.elevators[0]["thresholds"] == {}
+    assert "floor_height_m" not in parsed.elevators[0]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("e1,s1,B,6,1,1.0,630", "line 2: highest_floor must be above lowest_floor"),
+        ("e1,s1,B,1,6,fast,630", "line 2: rated_speed_mps must be a number, got 'fast'"),
+        ("e.1,s1,B,1,6,1.0,630", "line 2: elevator_id 'e.1' must match"),
+        ("e1,s1,B,1,6,0,630", "line 2: rated_speed_mps and rated_load_kg must be > 0"),
+        ("e1,s1,B,1,six,1.0,630", "line 2: highest_floor must be an integer"),
+    ],
+)
+def test_bad_row_is_reported_with_its_line(row: str, message: str) -> None:
+    with pytest.raises(RegistryError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        _parse(row)
+
+
+def test_duplicate_elevator_is_refused() -> None:
+    with pytest.raises(RegistryError, match="line 3: elevator e1 listed twice"):
+        _parse("e1,s1,B,1,6,1.0,630", "e1,s1,B,1,7,1.0,630")
+
+
+def test_unknown_threshold_is_refused() -> None:
+    header = HEADER + ",thresholds"
+    with pytest.raises(RegistryError, match="unknown threshold names traped_s"):
+        _parse('e1,s1,B,1,6,1.0,630,"{""traped_s"": 30}"', header=header)
+
+
+def test_missing_column_is_refused() -> None:
+    with pytest.raises(RegistryError, match="missing column\\(s\\) rated_load_kg"):
+        _parse("e1,s1,B,1,6,1.0", header=HEADER.rsplit(",", 1)[0])
+
+
+def test_empty_file_is_refused() -> None:
+    with pytest.raises(RegistryError, match="no elevators"):
+        _parse()

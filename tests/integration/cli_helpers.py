@@ -1,0 +1,42 @@
+"""Run the real `liftledger` command in a subprocess with a controlled environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "liftledger"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_environment(**overrides: str) -> dict[str, str]:
+    """The current environment without LIFTLEDGER_* variables, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFTLEDGER_")}
+    env["PYTHONPATH"] = str(REPO)
+    env.update(overrides)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout_s: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run `liftledger ARGS` and capture its output."""
+    return subprocess.run(
+        [*CLI, *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
