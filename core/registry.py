@@ -58,7 +58,7 @@ class ImportResult:
 
 
 @dataclass(slots=True)
-class _ParsedRegistry:
+class ParsedRegistry:
     sites: dict[str, dict[str, Any]] = field(default_factory=dict)
     elevators: list[dict[str, Any]] = field(default_factory=list)
 
@@ -132,13 +132,13 @@ def _parse_row(row: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return site, elevator
 
 
-def parse_registry(lines: Iterable[str], *, source: str) -> _ParsedRegistry:
+def parse_registry(lines: Iterable[str], *, source: str) -> ParsedRegistry:
     """Validate a registry CSV; raise `RegistryError` naming the first bad line."""
     reader = csv.DictReader(lines)
     missing = [name for name in REQUIRED_COLUMNS if name not in (reader.fieldnames or [])]
     if missing:
         raise RegistryError(f"{source}: missing column(s) {', '.join(missing)}")
-    parsed = _ParsedRegistry()
+    parsed = ParsedRegistry()
     seen: set[str] = set()
     for row in reader:
         line = reader.line_num
@@ -161,11 +161,20 @@ def import_registry(path: Path, *, db_session: Session) -> ImportResult:
 
     The caller commits.
     """
+    return upsert_registry(read_registry(path), db_session=db_session)
+
+
+def read_registry(path: Path) -> ParsedRegistry:
+    """Parse a registry CSV file; raise `RegistryError` when it cannot be read or is invalid."""
     try:
         with path.open(encoding="utf-8", newline="") as handle:
-            parsed = parse_registry(handle, source=str(path))
+            return parse_registry(handle, source=str(path))
     except OSError as exc:
         raise RegistryError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def upsert_registry(parsed: ParsedRegistry, *, db_session: Session) -> ImportResult:
+    """Create or update parsed sites and elevators. The caller commits."""
     site_rows = list(parsed.sites.values())
     site_stmt = insert(Site).values(site_rows)
     db_session.execute(
@@ -188,6 +197,13 @@ def elevator_topics(*, db_session: Session) -> list[tuple[str, str]]:
         sa.select(Elevator.site_id, Elevator.id).where(Elevator.active).order_by(Elevator.id)
     )
     return [(site, elevator) for site, elevator in rows]
+
+
+def active_elevators(*, db_session: Session) -> list[Elevator]:
+    """Every active elevator, by id."""
+    return list(
+        db_session.scalars(sa.select(Elevator).where(Elevator.active).order_by(Elevator.id))
+    )
 
 
 def get_elevator(elevator_id: str, *, db_session: Session) -> Elevator | None:

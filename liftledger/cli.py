@@ -7,17 +7,35 @@ Errors the operator can fix are printed as one `error:` line and exit status 1.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.credentials import device_credentials
 from core.db import create_engine_from_url, session_factory, translate_connect_errors
-from core.errors import LiftLedgerError, RegistryError
+from core.errors import ConfigError, LiftLedgerError, RegistryError
 from core.migrate import current_revision, head_revision, upgrade
-from core.registry import SAMPLE_REGISTRY, elevator_topics, get_elevator, import_registry
+from core.registry import (
+    SAMPLE_REGISTRY,
+    ParsedRegistry,
+    active_elevators,
+    elevator_topics,
+    get_elevator,
+    import_registry,
+    upsert_registry,
+)
 from core.settings import Settings, load_settings
 from liftledger import stack
+from simulators.command import (
+    SimulateOptions,
+    dry_run,
+    parse_duration,
+    registry_for,
+    run_live,
+)
+from simulators.elevator import ElevatorSpec
+from simulators.specs import specs_from_registry, specs_from_rows
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -108,6 +126,64 @@ def cmd_elevators_credentials(args: argparse.Namespace, settings: Settings) -> i
     return 0
 
 
+# -- simulator -------------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a simulated fleet that speaks device protocol v1."""
+    options = SimulateOptions(
+        elevators=args.elevators,
+        registry=args.registry,
+        speedup=args.speedup,
+        seed=args.seed,
+        faults=args.faults,
+        fault_rate_per_day=args.fault_rate,
+        duration_s=parse_duration(args.duration),
+        dry_run=args.dry_run,
+        start=args.start,
+        traffic_scale=args.traffic_scale,
+        idle_interval_s=args.idle_interval,
+        replay=args.replay,
+        bad_input=args.bad_input,
+    )
+    parsed = registry_for(options)
+    if args.dry_run is not None:
+        if parsed is None:
+            raise ConfigError("--dry-run needs --elevators N or --registry FILE")
+        progress = dry_run(options, specs_from_registry(parsed), args.dry_run)
+    else:
+        progress = run_live(options, settings, _register_simulated(settings, parsed))
+    print(file=sys.stderr)
+    _say(progress.line())
+    return 0
+
+
+def _register_simulated(settings: Settings, parsed: ParsedRegistry | None) -> list[ElevatorSpec]:
+    """Register the simulated elevators (database and broker accounts); return their specs."""
+    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
+    try:
+        if current_revision(engine) is None:
+            raise RegistryError("the database has no schema yet: run `liftledger db upgrade`")
+        with translate_connect_errors(str(engine.url)), session_factory(engine)() as session:
+            if parsed is not None:
+                upsert_registry(parsed, db_session=session)
+                session.commit()
+            wanted = None if parsed is None else {row["id"] for row in parsed.elevators}
+            elevators = [
+                e for e in active_elevators(db_session=session) if wanted is None or e.id in wanted
+            ]
+            topics = elevator_topics(db_session=session)
+    finally:
+        engine.dispose()
+    stack.sync_broker_auth(settings, topics)
+    return specs_from_rows(elevators)
+
+
+def _iso_time(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 # -- wiring ----------------------------------------------------------------------------------
 
 
@@ -141,6 +217,29 @@ def build_parser() -> argparse.ArgumentParser:
     creds = elevator_commands.add_parser("credentials", help=cmd_elevators_credentials.__doc__)
     creds.add_argument("elevator_id")
     creds.set_defaults(handler=cmd_elevators_credentials)
+
+    sim = commands.add_parser("simulate", help=cmd_simulate.__doc__)
+    fleet = sim.add_mutually_exclusive_group()
+    fleet.add_argument("--elevators", type=int, help="N synthetic elevators (sites sim-s001…)")
+    fleet.add_argument("--registry", type=Path, help="elevators from a registry CSV")
+    sim.add_argument("--speedup", type=float, help="simulated seconds per wall second")
+    sim.add_argument("--seed", type=int, default=1, help="same seed, same output (default 1)")
+    sim.add_argument("--faults", help="`random` or a scenario CSV (at_s,elevator,fault,duration_s)")
+    sim.add_argument(
+        "--fault-rate", type=float, default=0.5, help="random faults per elevator per day"
+    )
+    sim.add_argument("--duration", default="1h", help="simulated time: 90s, 15m, 24h, 2d")
+    sim.add_argument("--dry-run", type=Path, help="write JSON lines to this file, no MQTT")
+    sim.add_argument("--start", type=_iso_time, help="simulated start time (ISO 8601)")
+    sim.add_argument("--traffic-scale", type=float, default=1.0, help="passenger traffic factor")
+    sim.add_argument(
+        "--idle-interval", type=float, default=10.0, help="seconds between idle samples"
+    )
+    sim.add_argument("--replay", type=Path, help="publish a --dry-run recording again")
+    sim.add_argument(
+        "--bad-input", type=int, default=0, help="also send N bad messages of each kind"
+    )
+    sim.set_defaults(handler=cmd_simulate)
     return parser
 
 

@@ -119,12 +119,19 @@ def test_database_allows_one_unresolved_alert_per_elevator_and_type(db_session: 
 
 
 def test_registry_import_is_idempotent_and_updates_in_place(db_session: Session) -> None:
+    # Other tests may have registered elevators of their own in this database.
+    sample_sites = "SELECT count(*) FROM elevators WHERE site_id LIKE 'nc%'"
     first = import_registry(SAMPLE_REGISTRY, db_session=db_session)
     second = import_registry(SAMPLE_REGISTRY, db_session=db_session)
     assert first == second
-    count = db_session.execute(sa.text("SELECT count(*) FROM elevators")).scalar()
-    assert count == first.elevators
-    topics = elevator_topics(db_session=db_session)
+    assert db_session.execute(sa.text(sample_sites)).scalar() == first.elevators
+    db_session.execute(sa.text("UPDATE elevators SET rated_speed_mps = 9 WHERE id = 'nc01-b01-e1'"))
+    import_registry(SAMPLE_REGISTRY, db_session=db_session)
+    speed = db_session.execute(
+        sa.text("SELECT rated_speed_mps FROM elevators WHERE id = 'nc01-b01-e1'")
+    ).scalar()
+    assert speed == 1.0
+    topics = [pair for pair in elevator_topics(db_session=db_session) if pair[0].startswith("nc")]
     assert ("nc01", "nc01-b01-e1") in topics
     assert len(topics) == first.elevators
 

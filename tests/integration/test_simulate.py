@@ -1,0 +1,100 @@
+"""`liftledger simulate` publishes through the real Mosquitto with device credentials."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.credentials import COLLECTOR_USERNAME, service_credentials
+from core.settings import Settings
+from liftledger import stack
+from tests.integration.cli_helpers import clean_environment, run_cli
+from tests.integration.mqtt_helpers import connect
+
+
+@pytest.fixture
+def test_db_env(stack_settings: Settings, test_database_url: str) -> Iterator[dict[str, str]]:
+    """CLI environment on the test database; the broker's accounts are restored afterwards."""
+    yield clean_environment(
+        LIFTLEDGER_DATA_DIR=str(stack_settings.data_dir),
+        LIFTLEDGER_DATABASE_URL=test_database_url,
+    )
+    stack.sync_broker_auth(stack_settings, stack.registered_elevators(stack_settings))
+
+
+def test_simulated_fleet_publishes_in_order_with_device_identities(
+    stack_settings: Settings, test_db_env: dict[str, str]
+) -> None:
+    creds = service_credentials(stack_settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+    collector = connect(stack_settings.resolved_mqtt_url(), creds.username, creds.password)
+    try:
+        collector.subscribe("lift/v1/sim-s001/+/telemetry")
+        collector.subscribe("lift/v1/sim-s001/+/event")
+        collector.subscribe("lift/v1/sim-s001/+/status")
+        time.sleep(0.3)
+        result = run_cli(
+            "simulate",
+            "--elevators", "5",
+            "--duration", "60s",
+            "--speedup", "20",
+            "--traffic-scale", "5",
+            "--seed", "11",
+            env=test_db_env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "5 of 5 elevators connected" in result.stderr
+        time.sleep(0.5)
+    finally:
+        collector.close()
+
+    by_elevator: dict[str, list[int]] = defaultdict(list)
+    statuses = set()
+    for topic, payload in collector.received:
+        elevator, kind = topic.split("/")[3], topic.split("/")[4]
+        body = json.loads(payload)
+        if kind == "status":
+            statuses.add((elevator, body["state"]))
+            continue
+        by_elevator[elevator].append(body["seq"])
+    assert set(by_elevator) == {f"sim-{n:05d}" for n in range(1, 6)}
+    for seqs in by_elevator.values():
+        assert len(seqs) >= 6  # at least one idle sample every 10 s for 60 s
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == len(seqs)
+    assert {("sim-00001", "online")} <= statuses
+    sent = int(result.stdout.split("sent ")[1].split()[0].replace(",", ""))
+    assert sent == sum(len(seqs) for seqs in by_elevator.values())
+
+
+def test_dry_run_is_byte_identical_for_the_same_seed(tmp_path: Path) -> None:
+    env = clean_environment(LIFTLEDGER_DATA_DIR=str(tmp_path / "data"))
+    outputs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        result = run_cli(
+            "simulate", "--elevators", "20", "--duration", "10m", "--seed", "5",
+            "--faults", "random", "--fault-rate", "50",
+            "--start", "2026-11-28T07:30:00Z", "--dry-run", str(tmp_path / name),
+            env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count(b"\n") > 1000
+
+
+def test_bad_scenario_is_one_clear_error(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.csv"
+    scenario.write_text("at_s,elevator,fault,duration_s\n10,sim-00001,levitation,5\n")
+    env = clean_environment(LIFTLEDGER_DATA_DIR=str(tmp_path / "data"))
+    result = run_cli(
+        "simulate", "--elevators", "1", "--faults", str(scenario),
+        "--dry-run", str(tmp_path / "out.jsonl"),
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {scenario} line 2: unknown fault 'levitation'"
