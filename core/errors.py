@@ -9,7 +9,9 @@ line and exits non-zero instead of showing a traceback.
     │   └── InstallError      a tool or package is missing and could not be installed
     ├── ServiceUnreachable    a database, broker or chain URL does not answer
     ├── DatabaseAuthError     the database refused the credentials in the URL
-    └── RegistryError         an elevator registry file or id is invalid
+    ├── RegistryError         an elevator registry file or id is invalid
+    └── simulators.publisher.PublisherError
+                              the simulated fleet cannot reach the broker or is refused
 """
 
 

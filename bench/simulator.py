@@ -1,0 +1,171 @@
+"""Simulator benchmark: how many elevators one simulator process keeps up with in real time.
+
+    .venv/bin/python -m bench.simulator --elevators 5000 --seconds 30
+
+Runs the whole simulator — elevator models, traffic, message encoding and one MQTT identity
+per elevator through `FleetPublisher` — paced at real time (speed-up 1) against the local
+broker, twice: at 1 Hz for every elevator (idle samples every second, the SPEC §7 goal of
+≥ 5,000 elevators at 1 Hz on one core) and at the default rates (1 Hz moving, 10 s idle).
+For each it prints the publish rate, whether the simulation kept pace with the wall clock,
+the CPU seconds the process used per wall second, and the number of elevators one core would
+sustain at that cost. The baseline in the same run is one bare paho client publishing a
+telemetry sample at QoS 1 as fast as it can. Needs the local stack (`liftledger stack up`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench.publisher import (
+    BASELINE_ELEVATOR,
+    CONNECT_TIMEOUT_S,
+    FLUSH_TIMEOUT_S,
+    RESERVED_FDS,
+    SITE,
+    broker_file_limit,
+    raise_file_limit,
+    run_baseline,
+)
+from core.credentials import device_credentials
+from core.settings import Settings, load_settings
+from liftledger import stack
+from simulators.elevator import ElevatorSpec
+from simulators.fleet import Fleet
+from simulators.publisher import DeviceIdentity, FleetPublisher
+from simulators.runner import MqttSink, run_fleet
+from simulators.specs import specs_from_registry, synthetic_registry
+
+START = dt.datetime(2026, 11, 28, 7, 30, tzinfo=dt.UTC)  # inside the morning peak
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorResult:
+    """One paced run of the whole simulator."""
+
+    label: str
+    elevators: int
+    sim_s: float
+    wall_s: float
+    sent: int
+    acknowledged: int
+    cpu_s_per_s: float
+
+    @property
+    def rate(self) -> float:
+        """Messages published per wall second."""
+        return self.sent / self.wall_s
+
+    @property
+    def pace(self) -> float:
+        """Simulated seconds per wall second; 1.0 means it kept up."""
+        return self.sim_s / self.wall_s
+
+    @property
+    def sustainable_elevators(self) -> float:
+        """Elevators one fully used core would carry at this cost per elevator."""
+        return self.elevators / self.cpu_s_per_s
+
+
+def run_simulator(
+    settings: Settings,
+    specs: Sequence[ElevatorSpec],
+    *,
+    seconds: float,
+    idle_interval_s: float,
+    label: str,
+) -> SimulatorResult:
+    """Simulate `specs` in real time for `seconds` and publish everything."""
+    secret = settings.secret("mqtt_secret")
+    identities = []
+    for spec in specs:
+        creds = device_credentials(secret, spec.elevator)
+        identities.append(DeviceIdentity(spec.site, spec.elevator, creds.username, creds.password))
+    fleet = Fleet(specs, seed=1, start=START, idle_interval_s=idle_interval_s)
+    with FleetPublisher(mqtt_url=settings.resolved_mqtt_url(), devices=identities) as publisher:
+        publisher.start()
+        connected = publisher.wait_connected(CONNECT_TIMEOUT_S)
+        if connected < len(specs):
+            raise SystemExit(f"only {connected} of {len(specs)} elevators connected")
+        publisher.flush(FLUSH_TIMEOUT_S)
+        base = publisher.stats()
+        cpu_start = time.process_time()
+        progress = run_fleet(fleet, MqttSink(publisher), duration_s=seconds, speedup=1.0)
+        cpu_s = time.process_time() - cpu_start
+        publisher.flush(FLUSH_TIMEOUT_S)
+        acknowledged = publisher.stats().acknowledged - base.acknowledged
+    return SimulatorResult(
+        label=label,
+        elevators=len(specs),
+        sim_s=fleet.t_s,
+        wall_s=progress.wall_s,
+        sent=progress.sent,
+        acknowledged=acknowledged,
+        cpu_s_per_s=cpu_s / progress.wall_s,
+    )
+
+
+def _report(result: SimulatorResult, baseline_rate: float) -> None:
+    print(f"-- {result.label}")
+    print(f"elevators                   {result.elevators}")
+    print(f"published                   {result.rate:,.0f} msg/s over {result.wall_s:.1f} s")
+    print(f"acknowledged                {result.acknowledged} of {result.sent}")
+    print(f"pace (sim s per wall s)     {result.pace:.3f}")
+    print(f"process CPU                 {result.cpu_s_per_s:.3f} s per s")
+    print(f"sustainable on one core     ≈ {result.sustainable_elevators:,.0f} elevators")
+    print(f"publish rate / baseline     {result.rate / baseline_rate:.3f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(prog="python -m bench.simulator", description=__doc__)
+    parser.add_argument("--elevators", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--baseline-seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    count: int = args.elevators
+
+    settings = load_settings()
+    if not settings.local_mqtt:
+        raise SystemExit("this benchmark registers accounts in the local broker: use the stack")
+    if raise_file_limit(count + RESERVED_FDS) < count + RESERVED_FDS:
+        raise SystemExit(f"the open-file limit is too low for {count} connections")
+    broker_limit = broker_file_limit(settings)
+    if broker_limit is not None and broker_limit < count + RESERVED_FDS:
+        raise SystemExit(f"the broker may open only {broker_limit} files")
+
+    specs = specs_from_registry(synthetic_registry(count, seed=1))
+    registered = stack.registered_elevators(settings)
+    accounts = [(s.site, s.elevator) for s in specs] + [(SITE, BASELINE_ELEVATOR)]
+    stack.sync_broker_auth(settings, [*registered, *accounts])
+    time.sleep(1.0)  # SIGHUP reload is asynchronous
+    try:
+        baseline = run_baseline(settings, args.baseline_seconds)
+        at_1hz = run_simulator(
+            settings,
+            specs,
+            seconds=args.seconds,
+            idle_interval_s=1.0,
+            label="every elevator at 1 Hz",
+        )
+        default = run_simulator(
+            settings,
+            specs,
+            seconds=args.seconds,
+            idle_interval_s=10.0,
+            label="default rates (1 Hz moving, 10 s idle), morning peak",
+        )
+    finally:
+        stack.sync_broker_auth(settings, registered)
+    baseline_rate = baseline.acknowledged / baseline.window_s
+    print(f"baseline: one paho client   {baseline_rate:,.0f} msg/s at QoS 1 as fast as possible")
+    for result in (at_1hz, default):
+        _report(result, baseline_rate)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
