@@ -143,6 +143,9 @@ def run_fleet(settings: Settings, elevators: Sequence[str], seconds: float) -> F
         fleet.flush(FLUSH_TIMEOUT_S)
         flush_s = time.perf_counter() - flush_started
         stats = fleet.stats()
+        for elevator in elevators:  # invented devices leave no retained status behind
+            fleet.clear_status(elevator)
+        fleet.flush(FLUSH_TIMEOUT_S)
     return FleetResult(
         devices=n,
         connect_s=connect_s,

@@ -97,6 +97,9 @@ def run_simulator(
         cpu_s = time.process_time() - cpu_start
         publisher.flush(FLUSH_TIMEOUT_S)
         acknowledged = publisher.stats().acknowledged - base.acknowledged
+        for spec in specs:  # invented devices leave no retained status behind
+            publisher.clear_status(spec.elevator)
+        publisher.flush(FLUSH_TIMEOUT_S)
     return SimulatorResult(
         label=label,
         elevators=len(specs),

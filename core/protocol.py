@@ -56,6 +56,9 @@ class Topic:
     elevator: str
     kind: TopicKind
 
+    def __str__(self) -> str:
+        return topic_for(self.site, self.elevator, self.kind)
+
 
 def parse_topic(topic: str) -> Topic | None:
     """The parts of a protocol topic, or None when the topic is outside the scheme."""

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,6 +29,8 @@ from core.registry import (
     upsert_registry,
 )
 from core.settings import Settings, load_settings
+from ingest.collector import CollectorConfig
+from ingest.service import run_collector
 from liftledger import stack
 from simulators.command import (
     SimulateOptions,
@@ -126,6 +131,48 @@ def cmd_elevators_credentials(args: argparse.Namespace, settings: Settings) -> i
     return 0
 
 
+# -- collector -------------------------------------------------------------------------------
+
+
+def _partition(text: str) -> tuple[int, int]:
+    try:
+        part, total = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("must look like K/N, e.g. 0/2") from None
+    if not 0 <= part < total:
+        raise argparse.ArgumentTypeError("K must be between 0 and N-1")
+    return part, total
+
+
+def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
+    """Collect telemetry, events and status from MQTT into TimescaleDB."""
+    part, total = args.partition
+    config = CollectorConfig(
+        batch_max=args.batch_size,
+        batch_interval_s=args.batch_interval,
+        partition=part,
+        partitions=total,
+    )
+    _configure_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    run_collector(
+        settings,
+        config,
+        metrics_port=args.metrics_port,
+        mqtt_client_id=args.client_id,
+        stop=stop,
+    )
+    return 0
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 # -- simulator -------------------------------------------------------------------------------
 
 
@@ -217,6 +264,22 @@ def build_parser() -> argparse.ArgumentParser:
     creds = elevator_commands.add_parser("credentials", help=cmd_elevators_credentials.__doc__)
     creds.add_argument("elevator_id")
     creds.set_defaults(handler=cmd_elevators_credentials)
+
+    collector = commands.add_parser("collector", help=cmd_collector.__doc__)
+    collector.add_argument(
+        "--partition", type=_partition, default=(0, 1), help="K/N: this collector's share"
+    )
+    collector.add_argument("--batch-size", type=int, default=5000, help="messages per batch")
+    collector.add_argument(
+        "--batch-interval", type=float, default=0.05, help="seconds a batch may stay open"
+    )
+    collector.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
+    collector.add_argument(
+        "--client-id",
+        help="MQTT client id (default liftledger-collector-K-of-N); the broker "
+        "keeps one persistent session per id",
+    )
+    collector.set_defaults(handler=cmd_collector)
 
     sim = commands.add_parser("simulate", help=cmd_simulate.__doc__)
     fleet = sim.add_mutually_exclusive_group()

@@ -293,6 +293,15 @@ class FleetPublisher:
             raise ValueError(f"QoS must be 0, 1 or 2, not {qos}")
         self._publish(self._devices[elevator], topic, payload, qos, retain)
 
+    def clear_status(self, elevator: str) -> None:
+        """Delete `elevator`'s retained status (an empty retained message, MQTT 5 §3.3.1.3).
+
+        For benchmarks and tests that invent devices: the broker would otherwise keep their
+        `online` status for ever and hand it to every new subscriber.
+        """
+        device = self._devices[elevator]
+        self._publish(device, device.status_topic, b"", 1, True)
+
     def pump(self, timeout_s: float = 0.0) -> None:
         """Service every client once: connects due, writes, reads, keep-alive, reconnects.
 

@@ -16,10 +16,10 @@ import pytest
 from core.credentials import COLLECTOR_USERNAME, device_credentials, service_credentials
 from core.protocol import topic_for
 from core.settings import Settings
-from liftledger import stack
 from liftledger.stack.install import require_command
 from liftledger.stack.process import port_answers
 from simulators.publisher import DeviceIdentity, FleetPublisher, PublisherError
+from tests.integration.broker_accounts import broker_devices
 from tests.integration.cli_helpers import free_port
 from tests.integration.mqtt_helpers import MqttTestClient, connect
 
@@ -42,28 +42,8 @@ def broker(stack_settings: Settings) -> Iterator[Settings]:
     """The local broker with this module's test elevators in its password file and ACL."""
     if not stack_settings.local_mqtt:
         pytest.fail("these tests manage broker accounts and need the local broker")
-    registered = stack.registered_elevators(stack_settings)
-    stack.sync_broker_auth(
-        stack_settings, [*registered, *((SITE, elevator) for elevator in ELEVATORS)]
-    )
-    time.sleep(0.5)  # SIGHUP reload is asynchronous
-    _clear_retained_statuses(stack_settings)
-    yield stack_settings
-    _clear_retained_statuses(stack_settings)
-    stack.sync_broker_auth(stack_settings, registered)
-
-
-def _clear_retained_statuses(settings: Settings) -> None:
-    """Delete this module's retained statuses (an empty retained message, MQTT 5 §3.3.1.3).
-
-    The broker keeps them across runs, and a stale one would read as this run's.
-    """
-    with _publisher(settings, ELEVATORS) as fleet:
-        fleet.start()
-        assert fleet.wait_connected(WAIT_S) == len(ELEVATORS)
-        for elevator in ELEVATORS:  # after the online status each connect publishes
-            fleet.publish_raw(elevator, topic_for(SITE, elevator, "status"), b"", retain=True)
-        assert fleet.flush(WAIT_S)
+    with broker_devices(stack_settings, [(SITE, elevator) for elevator in ELEVATORS]):
+        yield stack_settings
 
 
 def _identity(settings: Settings, elevator: str) -> DeviceIdentity:

@@ -12,7 +12,7 @@ import pytest
 
 from core.credentials import COLLECTOR_USERNAME, service_credentials
 from core.settings import Settings
-from liftledger import stack
+from tests.integration.broker_accounts import broker_devices
 from tests.integration.cli_helpers import clean_environment, run_cli
 from tests.integration.mqtt_helpers import connect
 
@@ -24,7 +24,10 @@ def test_db_env(stack_settings: Settings, test_database_url: str) -> Iterator[di
         LIFTLEDGER_DATA_DIR=str(stack_settings.data_dir),
         LIFTLEDGER_DATABASE_URL=test_database_url,
     )
-    stack.sync_broker_auth(stack_settings, stack.registered_elevators(stack_settings))
+    # `simulate` registered sim-00001… in the broker; leave no retained status behind.
+    simulated = [("sim-s001", f"sim-{n:05d}") for n in range(1, 6)]
+    with broker_devices(stack_settings, simulated):
+        pass
 
 
 def test_simulated_fleet_publishes_in_order_with_device_identities(

@@ -1,0 +1,244 @@
+"""The collector loop: take messages, validate, commit a batch, then acknowledge it.
+
+A batch closes when it holds `batch_max` messages or `batch_interval_s` after its first
+message, whichever comes first. Nothing is acknowledged before its batch is committed; while
+the database is down the loop retries the same batch with back-off and acknowledges nothing,
+so the broker's receive window (MQTT 5 Receive Maximum) fills and the broker holds the rest
+in the collector's persistent session. The loop never exits on a database error.
+
+Scale-out is by topic partition: collector K of N subscribes to the sites whose id hashes to K
+(CRC-32 mod N), so every elevator's messages reach exactly one collector, in order, which the
+detectors rely on. With N = 1 the collector subscribes to the wildcards `lift/v1/+/+/…`
+(docs/ingest.md explains why not MQTT shared subscriptions).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.protocol import DEVICE_TOPIC_KINDS, TOPIC_PREFIX
+from ingest.metrics import CollectorMetrics
+from ingest.subscriber import ReceivedMessage
+from ingest.validate import Event, Rejected, Sample, Status, validate
+from ingest.writer import Batch, DatabaseUnavailable, WriteResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """Batching, partitioning and retry settings."""
+
+    batch_max: int = 5000
+    batch_interval_s: float = 0.05
+    partition: int = 0
+    partitions: int = 1
+    registry_refresh_s: float = 30.0
+    unknown_refresh_s: float = 1.0
+    retry_min_s: float = 0.2
+    retry_max_s: float = 5.0
+
+
+class MessageSource(Protocol):
+    """What the loop needs from the subscriber."""
+
+    def take(self, max_count: int, timeout_s: float) -> list[ReceivedMessage]:
+        """Up to `max_count` messages, waiting up to `timeout_s` for the first."""
+
+    def ack(self, messages: Sequence[ReceivedMessage]) -> int:
+        """Acknowledge messages of the current connection."""
+
+    def queued(self) -> int:
+        """Messages waiting."""
+
+
+class BatchSink(Protocol):
+    """What the loop needs from the writer."""
+
+    def write(self, batch: Batch) -> WriteResult:
+        """Commit a batch or raise `DatabaseUnavailable`."""
+
+
+def in_partition(site: str, partition: int, partitions: int) -> bool:
+    """True when `site` belongs to collector `partition` of `partitions`."""
+    return zlib.crc32(site.encode()) % partitions == partition
+
+
+def topic_filters(sites: Iterable[str], partition: int, partitions: int) -> list[str]:
+    """The subscriptions of one partition."""
+    if partitions == 1:
+        return [f"{TOPIC_PREFIX}/+/+/{kind}" for kind in DEVICE_TOPIC_KINDS]
+    return [
+        f"{TOPIC_PREFIX}/{site}/+/{kind}"
+        for site in sorted(sites)
+        if in_partition(site, partition, partitions)
+        for kind in DEVICE_TOPIC_KINDS
+    ]
+
+
+class RegistryCache:
+    """Elevator → site, reloaded periodically and, rate-limited, when an id is unknown."""
+
+    def __init__(
+        self,
+        load: Callable[[], Mapping[str, str]],
+        *,
+        refresh_s: float,
+        unknown_refresh_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._refresh_s = refresh_s
+        self._unknown_refresh_s = unknown_refresh_s
+        self._clock = clock
+        self.sites_by_elevator: Mapping[str, str] = {}
+        self._loaded_at = -float("inf")
+
+    def load_first(self, stop: threading.Event, *, retry_s: float = 2.0) -> bool:
+        """Load the registry, waiting for the database if needed; False if stopped first."""
+        while not stop.is_set():
+            try:
+                self.sites_by_elevator = self._load()
+            except Exception as exc:  # the database may not be up yet
+                log.warning("cannot read the elevator registry yet (%s); retrying", exc)
+                stop.wait(retry_s)
+                continue
+            self._loaded_at = self._clock()
+            return True
+        return False
+
+    def refresh_if_stale(self) -> None:
+        """Reload when the periodic refresh is due."""
+        if self._clock() - self._loaded_at >= self._refresh_s:
+            self._reload()
+
+    def refresh_for_unknown(self) -> bool:
+        """Reload because an id was unknown, at most every `unknown_refresh_s`."""
+        if self._clock() - self._loaded_at < self._unknown_refresh_s:
+            return False
+        self._reload()
+        return True
+
+    def _reload(self) -> None:
+        try:
+            self.sites_by_elevator = self._load()
+        except Exception:  # a registry read failing must not stop ingestion
+            log.exception("could not reload the elevator registry; keeping the old one")
+        self._loaded_at = self._clock()
+
+
+class Collector:
+    """One collector process's loop."""
+
+    def __init__(
+        self,
+        *,
+        source: MessageSource,
+        sink: BatchSink,
+        registry: RegistryCache,
+        metrics: CollectorMetrics,
+        config: CollectorConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._sink = sink
+        self._registry = registry
+        self._metrics = metrics
+        self._config = config
+        self._clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        """Collect until `stop` is set; the open batch is committed (or left unacked)."""
+        pending: list[ReceivedMessage] = []
+        opened_at = 0.0
+        while not stop.is_set():
+            wait_s = self._config.batch_interval_s
+            if pending:
+                wait_s = max(0.0, opened_at + self._config.batch_interval_s - self._clock())
+            got = self._source.take(self._config.batch_max - len(pending), wait_s)
+            if got:
+                if not pending:
+                    opened_at = self._clock()
+                pending.extend(got)
+                self._metrics.received.inc(len(got))
+            full = len(pending) >= self._config.batch_max
+            due = bool(pending) and self._clock() >= opened_at + self._config.batch_interval_s
+            if full or due:
+                self.commit(pending, stop)
+                pending = []
+            self._registry.refresh_if_stale()
+            self._metrics.queued.set(self._source.queued() + len(pending))
+        if pending:
+            self.commit(pending, stop)
+
+    def validate(self, messages: Sequence[ReceivedMessage]) -> Batch:
+        """Sort messages into samples, events, statuses and dead letters."""
+        batch = Batch()
+        for message in messages:
+            outcome = validate(
+                message.topic,
+                message.payload,
+                received_at=message.received_at,
+                sites_by_elevator=self._registry.sites_by_elevator,
+            )
+            if (
+                isinstance(outcome, Rejected)
+                and outcome.reason == "unknown_elevator"
+                and self._registry.refresh_for_unknown()
+            ):
+                outcome = validate(
+                    message.topic,
+                    message.payload,
+                    received_at=message.received_at,
+                    sites_by_elevator=self._registry.sites_by_elevator,
+                )
+            if isinstance(outcome, Sample):
+                batch.samples.append(outcome)
+            elif isinstance(outcome, Event):
+                batch.events.append(outcome)
+            elif isinstance(outcome, Status):
+                batch.statuses.append(outcome)
+            else:
+                batch.rejected.append(outcome)
+        return batch
+
+    def commit(self, messages: Sequence[ReceivedMessage], stop: threading.Event) -> bool:
+        """Write the batch, retrying until it commits; acknowledge it; False if stopped first."""
+        batch = self.validate(messages)
+        delay_s = self._config.retry_min_s
+        while True:
+            started = self._clock()
+            try:
+                result = self._sink.write(batch)
+            except DatabaseUnavailable as exc:
+                self._metrics.database_errors.inc()
+                log.warning("database unavailable (%s); retrying in %.1f s", exc, delay_s)
+                if stop.wait(delay_s):
+                    return False
+                delay_s = min(self._config.retry_max_s, delay_s * 2)
+                continue
+            break
+        self._metrics.commit_seconds.observe(self._clock() - started)
+        self._source.ack(messages)
+        self._record(batch, result, len(messages))
+        return True
+
+    def _record(self, batch: Batch, result: WriteResult, size: int) -> None:
+        metrics = self._metrics
+        metrics.batch_size.observe(size)
+        metrics.committed.labels("telemetry").inc(result.samples_inserted)
+        metrics.committed.labels("event").inc(result.events_inserted)
+        metrics.committed.labels("status").inc(len(batch.statuses))
+        metrics.duplicates.inc(result.samples_duplicate)
+        for rejected in batch.rejected:
+            metrics.dead_lettered.labels(rejected.reason).inc()
+        if batch.samples:
+            now = time.time()
+            for sample in batch.samples[:: max(1, len(batch.samples) // 50)]:
+                metrics.lag_seconds.observe(max(0.0, now - sample.time.timestamp()))

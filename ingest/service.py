@@ -1,0 +1,82 @@
+"""Build a collector from the settings and run it (`liftledger collector`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import sqlalchemy as sa
+from prometheus_client import start_http_server
+
+from core.credentials import COLLECTOR_USERNAME, service_credentials
+from core.db import create_engine_from_url, libpq_url, session_factory
+from core.models import Elevator
+from core.settings import Settings
+from ingest.collector import Collector, CollectorConfig, RegistryCache, topic_filters
+from ingest.metrics import CollectorMetrics
+from ingest.subscriber import CollectorSubscriber
+from ingest.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+
+def client_id(config: CollectorConfig) -> str:
+    """The MQTT client id, stable per partition so the broker keeps its session."""
+    return f"liftledger-collector-{config.partition}-of-{config.partitions}"
+
+
+def run_collector(
+    settings: Settings,
+    config: CollectorConfig,
+    *,
+    stop: threading.Event,
+    metrics_port: int | None = None,
+    mqtt_client_id: str | None = None,
+) -> None:
+    """Run one collector until `stop` is set."""
+    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
+    sessions = session_factory(engine)
+
+    def load_registry() -> dict[str, str]:
+        with sessions() as session:
+            rows = session.execute(sa.select(Elevator.id, Elevator.site_id).where(Elevator.active))
+            return {elevator: site for elevator, site in rows}
+
+    metrics = CollectorMetrics()
+    if metrics_port is not None:
+        start_http_server(metrics_port, registry=metrics.registry)
+    registry = RegistryCache(
+        load_registry,
+        refresh_s=config.registry_refresh_s,
+        unknown_refresh_s=config.unknown_refresh_s,
+    )
+    if not registry.load_first(stop):
+        return
+    creds = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+    subscriber = CollectorSubscriber(
+        mqtt_url=settings.resolved_mqtt_url(),
+        username=creds.username,
+        password=creds.password,
+        client_id=mqtt_client_id or client_id(config),
+        topic_filters=topic_filters(
+            set(registry.sites_by_elevator.values()), config.partition, config.partitions
+        ),
+        on_connection_change=lambda up: metrics.connected.set(1 if up else 0),
+    )
+    writer = BatchWriter(libpq_url(settings.resolved_database_url()))
+    collector = Collector(
+        source=subscriber, sink=writer, registry=registry, metrics=metrics, config=config
+    )
+    log.info(
+        "collector %s: %d elevators registered, broker %s",
+        client_id(config),
+        len(registry.sites_by_elevator),
+        settings.resolved_mqtt_url(),
+    )
+    subscriber.start()
+    try:
+        collector.run(stop)
+    finally:
+        subscriber.stop()
+        writer.close()
+        engine.dispose()

@@ -1,0 +1,233 @@
+"""Turn one received MQTT message into a validated value or a dead letter (SPEC §3).
+
+Pure functions, no I/O: the caller passes the registry (elevator → site) and the receive time.
+Decoding is one msgspec pass into a dict and one typed conversion, so a sample costs a few
+microseconds. Fields beyond the protocol are kept (`extra`), never rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+
+from core.protocol import (
+    MAX_FUTURE_SKEW_S,
+    MAX_PAYLOAD_BYTES,
+    PROTOCOL_VERSION,
+    DeviceEvent,
+    DeviceStatus,
+    TelemetrySample,
+    Topic,
+    parse_topic,
+)
+
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+SAMPLE_FIELDS: Final = frozenset(TelemetrySample.__struct_fields__)
+EVENT_FIELDS: Final = frozenset(DeviceEvent.__struct_fields__)
+
+# Physically possible ranges; anything outside is a broken sensor or encoder, not a fault.
+_RANGES: Final[dict[str, tuple[float, float]]] = {
+    "floor": (-50, 500),
+    "pos_m": (-100.0, 2000.0),
+    "speed_mps": (0.0, 25.0),
+    "load_kg": (0.0, 20_000.0),
+    "vib_mg": (0.0, 100_000.0),
+    "motor_c": (-60.0, 400.0),
+    "brake_c": (-60.0, 400.0),
+    "level_mm": (-5000.0, 5000.0),
+}
+MAX_BOOT_LENGTH: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A valid telemetry sample of a registered elevator."""
+
+    elevator: str
+    site: str
+    time: dt.datetime
+    received_at: dt.datetime
+    data: TelemetrySample
+    extra: dict[str, Any] | None
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid device event; `body` holds the type-specific fields."""
+
+    elevator: str
+    site: str
+    boot: str
+    seq: int
+    time: dt.datetime
+    received_at: dt.datetime
+    type: str
+    body: dict[str, Any]
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """An online/offline status message (retained, or the broker's Last Will)."""
+
+    elevator: str
+    site: str
+    online: bool
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message for the dead-letter table."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    elevator: str | None
+    received_at: dt.datetime
+
+
+Outcome = Sample | Event | Status | Rejected
+
+
+def parse_device_time(text: str) -> dt.datetime:
+    """An ISO 8601 timestamp with a zone (e.g. `2026-11-28T09:30:00.120Z`) as aware UTC."""
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("timestamp has no time zone")
+    return moment.astimezone(dt.UTC)
+
+
+def _range_error(sample: TelemetrySample) -> str | None:
+    for name, (low, high) in _RANGES.items():
+        value = getattr(sample, name)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name} is not a finite number"
+        if not low <= value <= high:
+            return f"{name}={value} outside [{low}, {high}]"
+    return None
+
+
+def _envelope_error(boot: str, seq: int, version: int) -> str | None:
+    if version != PROTOCOL_VERSION:
+        return f"unsupported protocol version v={version}"
+    if not boot or len(boot) > MAX_BOOT_LENGTH:
+        return f"boot must be 1 to {MAX_BOOT_LENGTH} characters"
+    if seq < 0:
+        return "seq must not be negative"
+    return None
+
+
+def validate(  # noqa: PLR0911 - one early return per rejection reason
+    topic: str,
+    payload: bytes,
+    *,
+    received_at: dt.datetime,
+    sites_by_elevator: Mapping[str, str],
+) -> Outcome:
+    """Classify one message; never raises for bad input."""
+
+    def reject(reason: str, detail: str, elevator: str | None = None) -> Rejected:
+        return Rejected(topic, payload, reason, detail, elevator, received_at)
+
+    parsed = parse_topic(topic)
+    if parsed is None or parsed.kind == "alert":
+        return reject("bad_topic", "topic is not lift/v1/{site}/{elevator}/telemetry|event|status")
+    elevator = parsed.elevator
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return reject("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}", elevator)
+    site = sites_by_elevator.get(elevator)
+    if site is None:
+        return reject("unknown_elevator", f"elevator {elevator} is not registered", elevator)
+    if site != parsed.site:
+        return reject("wrong_site", f"elevator {elevator} belongs to site {site}", elevator)
+    try:
+        raw = _decode_object(payload)
+    except msgspec.DecodeError as exc:
+        return reject("malformed_json", str(exc), elevator)
+    if b"\\u0000" in payload:
+        # PostgreSQL text and jsonb cannot hold NUL characters.
+        return reject("invalid_field", "NUL character (\\u0000) in a string", elevator)
+    try:
+        if parsed.kind == "status":
+            status = msgspec.convert(raw, DeviceStatus)
+            return Status(elevator, site, status.state == "online", received_at)
+        if parsed.kind == "event":
+            outcome: Sample | Event | Problem = _event(raw, parsed, received_at, payload)
+        else:
+            outcome = _sample(raw, parsed, received_at, payload)
+    except msgspec.ValidationError as exc:
+        return reject("invalid_field", str(exc), elevator)
+    if isinstance(outcome, tuple):
+        return reject(*outcome, elevator)
+    return outcome
+
+
+def _device_time(ts: str, received_at: dt.datetime) -> dt.datetime | tuple[str, str]:
+    try:
+        moment = parse_device_time(ts)
+    except ValueError as exc:
+        return ("invalid_field", f"ts {ts!r}: {exc}")
+    if (moment - received_at).total_seconds() > MAX_FUTURE_SKEW_S:
+        return (
+            "future_timestamp",
+            f"ts {ts} is more than {MAX_FUTURE_SKEW_S:.0f} s ahead of receive time",
+        )
+    return moment
+
+
+Problem = tuple[str, str]  # (reason, detail) of a rejection
+
+
+def _sample(
+    raw: dict[str, Any], topic: Topic, received_at: dt.datetime, payload: bytes
+) -> Sample | Problem:
+    sample = msgspec.convert(raw, TelemetrySample)
+    problem = _envelope_error(sample.boot, sample.seq, sample.v) or _range_error(sample)
+    if problem is not None:
+        return ("out_of_range", problem)
+    moment = _device_time(sample.ts, received_at)
+    if isinstance(moment, tuple):
+        return moment
+    extra = None
+    if not raw.keys() <= SAMPLE_FIELDS:
+        extra = {k: v for k, v in raw.items() if k not in SAMPLE_FIELDS}
+    return Sample(
+        topic.elevator, topic.site, moment, received_at, sample, extra, str(topic), payload
+    )
+
+
+def _event(
+    raw: dict[str, Any], topic: Topic, received_at: dt.datetime, payload: bytes
+) -> Event | Problem:
+    event = msgspec.convert(raw, DeviceEvent)
+    problem = _envelope_error(event.boot, event.seq, event.v)
+    if problem is not None:
+        return ("out_of_range", problem)
+    moment = _device_time(event.ts, received_at)
+    if isinstance(moment, tuple):
+        return moment
+    body = {k: v for k, v in raw.items() if k not in EVENT_FIELDS}
+    return Event(
+        topic.elevator,
+        topic.site,
+        event.boot,
+        event.seq,
+        moment,
+        received_at,
+        event.type,
+        body,
+        str(topic),
+        payload,
+    )

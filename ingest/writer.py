@@ -1,0 +1,298 @@
+"""The batch writer: one transaction per batch, telemetry by binary COPY, idempotent.
+
+Telemetry is COPYed straight into the hypertable inside a savepoint. A redelivered sample
+collides with the unique index `(elevator_id, time, boot, seq)` and aborts that COPY; only then
+is the same batch written again through a temporary table with `INSERT … ON CONFLICT DO
+NOTHING`, so duplicates never become rows and the common case runs at full COPY speed
+(docs/database.md). Events, dead letters and live status ride in the same transaction.
+
+Connection failures raise `DatabaseUnavailable`; the caller retries the same batch later and
+acknowledges nothing meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors
+from psycopg.types.json import Jsonb
+
+from ingest.validate import Event, Rejected, Sample, Status
+
+TELEMETRY_COLUMNS: Final = (
+    "time", "received_at", "elevator_id", "boot", "seq", "floor", "pos_m", "speed_mps", "dir",
+    "door", "door_zone", "door_lock", "safety_chain", "power", "load_kg", "occupied", "mode",
+    "vib_mg", "motor_c", "brake_c", "level_mm", "extra",
+)  # fmt: skip
+TELEMETRY_TYPES: Final = (
+    "timestamptz", "timestamptz", "text", "text", "int8", "int2", "float4", "float4", "text",
+    "text", "bool", "bool", "bool", "text", "float4", "bool", "text",
+    "float4", "float4", "float4", "float4", "jsonb",
+)  # fmt: skip
+_COLUMNS_SQL: Final = ", ".join(TELEMETRY_COLUMNS)
+_COPY_TELEMETRY: Final = f"COPY telemetry ({_COLUMNS_SQL}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGING: Final = f"COPY telemetry_staging ({_COLUMNS_SQL}) FROM STDIN (FORMAT BINARY)"
+_STAGING_TABLE: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS telemetry_staging "
+    "(LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MERGE_STAGING: Final = (
+    f"INSERT INTO telemetry ({_COLUMNS_SQL}) SELECT {_COLUMNS_SQL} FROM telemetry_staging "  # noqa: S608
+    "ON CONFLICT DO NOTHING"
+)
+_INSERT_EVENT: Final = (
+    "INSERT INTO device_events (elevator_id, boot, seq, time, received_at, type, body) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (elevator_id, boot, seq) DO NOTHING"
+)
+_INSERT_DEAD_LETTER: Final = (
+    "INSERT INTO dead_letters (received_at, topic, payload, reason, detail, elevator_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+# Live status never moves backwards: an older sample (a redelivery) does not overwrite it.
+_UPSERT_SEEN: Final = """
+INSERT INTO elevator_status (elevator_id, last_seen, floor, mode, boot, last_seq)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (elevator_id) DO UPDATE SET
+    last_seen = excluded.last_seen, floor = excluded.floor, mode = excluded.mode,
+    boot = excluded.boot, last_seq = excluded.last_seq
+WHERE elevator_status.last_seen IS NULL OR elevator_status.last_seen <= excluded.last_seen
+"""
+_UPSERT_ONLINE: Final = """
+INSERT INTO elevator_status (elevator_id, online, online_changed_at)
+VALUES (%s, %s, %s)
+ON CONFLICT (elevator_id) DO UPDATE SET
+    online = excluded.online, online_changed_at = excluded.online_changed_at
+WHERE elevator_status.online_changed_at IS NULL
+   OR elevator_status.online_changed_at <= excluded.online_changed_at
+"""
+
+
+class DatabaseUnavailable(Exception):  # noqa: N818 - reads as a state
+    """The database cannot be reached or lost the connection; retry the batch later."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Validated messages to commit together."""
+
+    samples: list[Sample] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    statuses: list[Status] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one committed batch changed."""
+
+    samples_inserted: int
+    samples_duplicate: int
+    events_inserted: int
+    dead_letters: int
+    used_fallback: bool
+
+
+def _row(sample: Sample) -> tuple[Any, ...]:
+    d = sample.data
+    return (
+        sample.time, sample.received_at, sample.elevator, d.boot, d.seq, d.floor, d.pos_m,
+        d.speed_mps, d.dir, d.door, d.door_zone, d.door_lock, d.safety_chain, d.power,
+        d.load_kg, d.occupied, d.mode, d.vib_mg, d.motor_c, d.brake_c, d.level_mm,
+        Jsonb(sample.extra) if sample.extra is not None else None,
+    )  # fmt: skip
+
+
+def unique_samples(samples: Sequence[Sample]) -> list[Sample]:
+    """Drop repeats of the same (elevator, boot, seq, time) inside one batch."""
+    seen: set[tuple[str, str, int, dt.datetime]] = set()
+    unique = []
+    for sample in samples:
+        key = (sample.elevator, sample.data.boot, sample.data.seq, sample.time)
+        if key not in seen:
+            seen.add(key)
+            unique.append(sample)
+    return unique
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _refused(item: Sample | Event, problem: str) -> Rejected:
+    return Rejected(
+        item.topic, item.payload, "rejected_by_database", problem, item.elevator, item.received_at
+    )
+
+
+class BatchWriter:
+    """Writes batches over one psycopg connection, reconnecting when it is lost."""
+
+    def __init__(self, conninfo: str, *, connect_timeout_s: int = 5) -> None:
+        self._conninfo = conninfo
+        self._connect_timeout_s = connect_timeout_s
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(
+                    self._conninfo, connect_timeout=self._connect_timeout_s
+                )
+            except psycopg.OperationalError as exc:
+                raise DatabaseUnavailable(str(exc).strip().splitlines()[0]) from exc
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def write(self, batch: Batch) -> WriteResult:
+        """Commit `batch` in one transaction; raises `DatabaseUnavailable` to be retried."""
+        conn = self._connection()
+        try:
+            return self._write(conn, batch)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                self.close()
+                raise DatabaseUnavailable(_first_line(exc)) from exc
+        # The database refused a value that passed validation: find it, dead-letter it, and
+        # commit the rest, so one bad row never blocks the stream.
+        try:
+            return self._write(conn, self._isolate_refused(conn, batch))
+        except psycopg.Error as exc:
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+
+    def _write(self, conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
+        with conn.transaction():
+            samples = unique_samples(batch.samples)
+            inserted, fallback = self._write_samples(conn, samples)
+            events = self._write_events(conn, batch.events)
+            self._write_dead_letters(conn, batch.rejected)
+            self._write_status(conn, samples, batch.statuses)
+        return WriteResult(
+            samples_inserted=inserted,
+            samples_duplicate=len(batch.samples) - inserted,
+            events_inserted=events,
+            dead_letters=len(batch.rejected),
+            used_fallback=fallback,
+        )
+
+    def _isolate_refused(self, conn: psycopg.Connection[Any], batch: Batch) -> Batch:
+        """Try each sample and event alone (rolled back); move refused ones to dead letters."""
+        kept = Batch(statuses=batch.statuses, rejected=list(batch.rejected))
+        with conn.transaction(force_rollback=True):
+            for sample in unique_samples(batch.samples):
+                problem = self._refusal(conn, partial(self._write_samples, conn, [sample]))
+                if problem is None:
+                    kept.samples.append(sample)
+                else:
+                    kept.rejected.append(_refused(sample, problem))
+            for event in batch.events:
+                problem = self._refusal(conn, partial(self._write_events, conn, [event]))
+                if problem is None:
+                    kept.events.append(event)
+                else:
+                    kept.rejected.append(_refused(event, problem))
+        return kept
+
+    @staticmethod
+    def _refusal(conn: psycopg.Connection[Any], attempt: Callable[[], object]) -> str | None:
+        try:
+            with conn.transaction():
+                attempt()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as exc:
+            return _first_line(exc)
+        return None
+
+    def _write_samples(
+        self, conn: psycopg.Connection[Any], samples: Sequence[Sample]
+    ) -> tuple[int, bool]:
+        if not samples:
+            return 0, False
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                self._copy(cur, _COPY_TELEMETRY, samples)
+            return len(samples), False
+        except errors.UniqueViolation:
+            pass
+        with conn.cursor() as cur:
+            cur.execute(_STAGING_TABLE)
+            self._copy(cur, _COPY_STAGING, samples)
+            cur.execute(_MERGE_STAGING)
+            inserted = cur.rowcount
+            cur.execute("TRUNCATE telemetry_staging")
+        return inserted, True
+
+    @staticmethod
+    def _copy(cur: psycopg.Cursor[Any], statement: str, samples: Sequence[Sample]) -> None:
+        with cur.copy(statement) as copy:
+            copy.set_types(list(TELEMETRY_TYPES))
+            for sample in samples:
+                copy.write_row(_row(sample))
+
+    @staticmethod
+    def _write_events(conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+        if not events:
+            return 0
+        with conn.cursor() as cur:
+            cur.executemany(
+                _INSERT_EVENT,
+                [
+                    (e.elevator, e.boot, e.seq, e.time, e.received_at, e.type, Jsonb(e.body))
+                    for e in events
+                ],
+                returning=False,
+            )
+            return max(cur.rowcount, 0)
+
+    @staticmethod
+    def _write_dead_letters(conn: psycopg.Connection[Any], rejected: Sequence[Rejected]) -> None:
+        if not rejected:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(
+                _INSERT_DEAD_LETTER,
+                [
+                    (r.received_at, r.topic, r.payload, r.reason, r.detail, r.elevator)
+                    for r in rejected
+                ],
+            )
+
+    @staticmethod
+    def _write_status(
+        conn: psycopg.Connection[Any], samples: Sequence[Sample], statuses: Sequence[Status]
+    ) -> None:
+        latest: dict[str, Sample] = {}
+        for sample in samples:
+            current = latest.get(sample.elevator)
+            if current is None or sample.received_at >= current.received_at:
+                latest[sample.elevator] = sample
+        with conn.cursor() as cur:
+            if latest:
+                cur.executemany(
+                    _UPSERT_SEEN,
+                    [
+                        (s.elevator, s.received_at, s.data.floor, s.data.mode, s.data.boot,
+                         s.data.seq)
+                        for s in latest.values()
+                    ],
+                )  # fmt: skip
+            if statuses:
+                cur.executemany(
+                    _UPSERT_ONLINE,
+                    [(s.elevator, s.online, s.received_at) for s in statuses],
+                )
