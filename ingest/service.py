@@ -53,11 +53,12 @@ def run_collector(
     if not registry.load_first(stop):
         return
     creds = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+    mqtt_client_id = mqtt_client_id or client_id(config)
     subscriber = CollectorSubscriber(
         mqtt_url=settings.resolved_mqtt_url(),
         username=creds.username,
         password=creds.password,
-        client_id=mqtt_client_id or client_id(config),
+        client_id=mqtt_client_id,
         topic_filters=topic_filters(
             set(registry.sites_by_elevator.values()), config.partition, config.partitions
         ),
@@ -69,7 +70,7 @@ def run_collector(
     )
     log.info(
         "collector %s: %d elevators registered, broker %s",
-        client_id(config),
+        mqtt_client_id,
         len(registry.sites_by_elevator),
         settings.resolved_mqtt_url(),
     )

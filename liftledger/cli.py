@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import faulthandler
 import logging
 import signal
 import sys
@@ -154,6 +155,7 @@ def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
         partitions=total,
     )
     _configure_logging()
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -53,21 +53,28 @@ def owned_pid(pid_file: Path, marker: str) -> int | None:
     return pid
 
 
-def spawn(argv: Sequence[str], *, pid_file: Path, log_file: Path, cwd: Path | None = None) -> int:
-    """Start `argv` detached from this terminal, record its pid, return it."""
+def spawn(argv: Sequence[str], *, pid_file: Path, log_file: Path) -> int:
+    """Start `argv` (an absolute path first) in a session of its own; record and return its pid.
+
+    `posix_spawn` rather than `subprocess.Popen`: the daemon outlives this process, and a Popen
+    object would only be left behind to complain that its child still runs.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            start_new_session=True,
-        )
+    append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    pid = os.posix_spawn(
+        argv[0],
+        list(argv),
+        os.environ,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{proc.pid}\n", encoding="utf-8")
-    return proc.pid
+    pid_file.write_text(f"{pid}\n", encoding="utf-8")
+    return pid
 
 
 def wait_until(

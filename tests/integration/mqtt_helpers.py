@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 TIMEOUT_S = 5.0
@@ -45,12 +47,38 @@ class MqttTestClient:
         self.client.loop_stop()
 
 
-def connect(url: str, username: str | None, password: str | None) -> MqttTestClient:
+def open_session(
+    url: str, username: str, password: str, client_id: str, filters: list[str]
+) -> None:
+    """Create a persistent session subscribed to `filters`, so the broker queues for it."""
+    parts = urlsplit(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(username, password)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *args: subscribed.set()
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600
+    client.connect(
+        parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=True, properties=properties
+    )
+    client.loop_start()
+    try:
+        client.subscribe([(topic_filter, 1) for topic_filter in filters])
+        if not subscribed.wait(TIMEOUT_S):
+            raise TimeoutError("no SUBACK")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def connect(
+    url: str, username: str | None, password: str | None, client_id: str | None = None
+) -> MqttTestClient:
     """Connect and wait for CONNACK; `connect_reason` tells whether the broker accepted."""
     parts = urlsplit(url)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"test-{uuid.uuid4().hex[:12]}",
+        client_id=client_id or f"test-{uuid.uuid4().hex[:12]}",
         protocol=mqtt.MQTTv5,
     )
     wrapper = MqttTestClient(client=client)

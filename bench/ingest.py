@@ -1,0 +1,295 @@
+"""Ingest benchmark (SPEC §7): the collector against a bare subscriber and a naive collector.
+
+    .venv/bin/python -m bench.ingest --messages 100000
+
+Three consumers drain the same N telemetry messages, queued at QoS 1 for each consumer's
+persistent session on the local broker, one consumer at a time:
+
+  (a) a bare paho 2.x subscriber (MQTT 5, QoS 1, automatic PUBACK) that only counts;
+  (b) a naive collector: decode, one INSERT and one COMMIT per message, then PUBACK;
+  (c) `liftledger collector` (a separate process): QoS 1, PUBACK only after the batch commit.
+
+Each rate is messages divided by the time from the consumer's connect to its last message
+(for (c), to the last committed row). Targets: (c) ≥ 0.75 of (a) and (c) ≥ 5 times (b). The naive
+collector is measured over a tenth of the messages (it is slow; its rate does not depend on
+N). Writes go to a database of their own, `<name>_bench`, created fresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg import sql
+
+from core.credentials import COLLECTOR_USERNAME, service_credentials
+from core.db import create_engine_from_url, libpq_url
+from core.migrate import upgrade
+from core.settings import Settings, load_settings
+from liftledger import stack
+from simulators.publisher import DeviceIdentity, FleetPublisher
+
+SITE = "bench-ingest"
+DEVICES = [f"bench-ing-{n:03d}" for n in range(100)]
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 600.0
+FILTERS = ["lift/v1/+/+/telemetry"]
+
+
+def _sample(seq: int, ts: str) -> bytes:
+    body = {
+        "v": 1, "boot": "bench", "seq": seq, "ts": ts, "floor": 5, "pos_m": 12.04,
+        "speed_mps": 1.48, "dir": "up", "door": "closed", "door_zone": False, "door_lock": True,
+        "safety_chain": True, "power": "mains", "load_kg": 320.0, "occupied": True,
+        "mode": "normal", "vib_mg": 12.5, "motor_c": 45.1, "brake_c": 40.2, "level_mm": None,
+    }  # fmt: skip
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _client(settings: Settings, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+    creds = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
+    )  # fmt: skip
+    client.username_pw_set(creds.username, creds.password)
+    return client
+
+
+def _connect_properties() -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 20_000
+    return props
+
+
+def _open_session(settings: Settings, client_id: str) -> None:
+    """Create a persistent session subscribed to telemetry, then leave it to queue."""
+    client = _client(settings, client_id)
+    parts = urlsplit(settings.resolved_mqtt_url())
+    done = threading.Event()
+    client.on_subscribe = lambda *args: done.set()
+    client.on_connect = lambda c, *args: c.subscribe([(f, 1) for f in FILTERS])
+    client.connect(
+        parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=True,
+        properties=_connect_properties(),
+    )  # fmt: skip
+    client.loop_start()
+    if not done.wait(10):
+        raise SystemExit(f"{client_id}: no SUBACK")
+    client.disconnect()
+    client.loop_stop()
+
+
+def _publish(settings: Settings, count: int) -> None:
+    secret = settings.secret("mqtt_secret")
+    from core.credentials import device_credentials  # noqa: PLC0415
+
+    identities = []
+    for elevator in DEVICES:
+        creds = device_credentials(secret, elevator)
+        identities.append(DeviceIdentity(SITE, elevator, creds.username, creds.password))
+    ts = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    with FleetPublisher(mqtt_url=settings.resolved_mqtt_url(), devices=identities) as fleet:
+        fleet.start()
+        fleet.wait_connected(60)
+        for seq in range(count // len(DEVICES)):
+            for elevator in DEVICES:
+                fleet.publish(elevator, "telemetry", _sample(seq, ts))
+            fleet.pump(0.0)
+        if not fleet.flush(TIMEOUT_S):
+            raise SystemExit("could not publish the messages")
+        for elevator in DEVICES:
+            fleet.clear_status(elevator)
+        fleet.flush(60)
+
+
+def bare_subscriber(settings: Settings, client_id: str, expected: int) -> float:
+    """(a) count messages, automatic PUBACK; returns msg/s."""
+    client = _client(settings, client_id)
+    received = [0]
+    done = threading.Event()
+
+    def on_message(c: mqtt.Client, u: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith(f"lift/v1/{SITE}/"):
+            received[0] += 1
+            if received[0] >= expected:
+                done.set()
+
+    client.on_message = on_message
+    parts = urlsplit(settings.resolved_mqtt_url())
+    started = time.perf_counter()
+    client.connect(
+        parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=False,
+        properties=_connect_properties(),
+    )  # fmt: skip
+    client.loop_start()
+    if not done.wait(TIMEOUT_S):
+        raise SystemExit(f"bare subscriber got {received[0]} of {expected}")
+    elapsed = time.perf_counter() - started
+    client.disconnect()
+    client.loop_stop()
+    return expected / elapsed
+
+
+def naive_collector(settings: Settings, client_id: str, database_url: str, expected: int) -> float:
+    """(b) decode, INSERT, COMMIT, then PUBACK, one message at a time; returns msg/s."""
+    client = _client(settings, client_id, manual_ack=True)
+    conn = psycopg.connect(libpq_url(database_url))
+    received = [0]
+    done = threading.Event()
+    insert = (
+        "INSERT INTO telemetry (time, received_at, elevator_id, boot, seq, floor, pos_m, "
+        "speed_mps, dir, door, door_zone, door_lock, safety_chain, power, load_kg, occupied, "
+        "mode, vib_mg, motor_c, brake_c, level_mm) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, "
+        "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+    )
+
+    def on_message(c: mqtt.Client, u: Any, message: mqtt.MQTTMessage) -> None:
+        if done.is_set():
+            return
+        b = json.loads(message.payload)
+        elevator = message.topic.split("/")[3]
+        conn.execute(
+            insert,
+            (b["ts"], elevator, b["boot"], b["seq"], b["floor"], b["pos_m"], b["speed_mps"],
+             b["dir"], b["door"], b["door_zone"], b["door_lock"], b["safety_chain"], b["power"],
+             b["load_kg"], b["occupied"], b["mode"], b["vib_mg"], b["motor_c"], b["brake_c"],
+             b["level_mm"]),
+        )  # fmt: skip
+        conn.commit()
+        c.ack(message.mid, message.qos)
+        received[0] += 1
+        if received[0] >= expected:
+            done.set()
+
+    client.on_message = on_message
+    parts = urlsplit(settings.resolved_mqtt_url())
+    started = time.perf_counter()
+    client.connect(
+        parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=False,
+        properties=_connect_properties(),
+    )  # fmt: skip
+    client.loop_start()
+    if not done.wait(TIMEOUT_S):
+        raise SystemExit(f"naive collector stored {received[0]} of {expected}")
+    elapsed = time.perf_counter() - started
+    client.disconnect()
+    client.loop_stop()
+    conn.close()
+    return expected / elapsed
+
+
+def liftledger_collector(
+    settings: Settings, client_id: str, database_url: str, expected: int
+) -> float:
+    """(c) the real collector process; returns committed msg/s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFTLEDGER_DATABASE_URL")}
+    env["LIFTLEDGER_DATABASE_URL"] = database_url
+    command = [sys.executable, "-m", "liftledger", "collector", "--client-id", client_id]
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        process = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+        started = time.perf_counter()
+        try:
+            while True:
+                row = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+                if row is not None and row[0] >= expected:
+                    break
+                if time.perf_counter() - started > TIMEOUT_S or process.poll() is not None:
+                    raise SystemExit(f"collector stored {row[0] if row else 0} of {expected}")
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - started
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    return expected / elapsed
+
+
+def _bench_database(settings: Settings) -> str:
+    main = libpq_url(settings.resolved_database_url())
+    name = (urlsplit(main).path.lstrip("/") or "liftledger") + "_bench"
+    with psycopg.connect(main, autocommit=True) as conn:
+        ident = sql.Identifier(name)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    url = urlunsplit(urlsplit(main)._replace(path=f"/{name}"))
+    engine = create_engine_from_url(url, pool_size=1)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (SITE, SITE))
+        for elevator in DEVICES:
+            conn.execute(
+                "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
+                "rated_speed_mps, rated_load_kg) VALUES (%s, %s, %s, 1, 20, 1.75, 1000)",
+                (elevator, SITE, elevator),
+            )
+    return url
+
+
+def _discard(settings: Settings, client_id: str) -> None:
+    client = _client(settings, client_id)
+    parts = urlsplit(settings.resolved_mqtt_url())
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=True)
+    client.disconnect()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the three consumers and print the rates and ratios."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
+    parser.add_argument("--messages", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    total = args.messages - args.messages % len(DEVICES)
+    naive_total = max(len(DEVICES), total // 10 - (total // 10) % len(DEVICES))
+
+    settings = load_settings()
+    if not settings.local_mqtt:
+        raise SystemExit("this benchmark registers accounts in the local broker: use the stack")
+    database_url = _bench_database(settings)
+    registered = stack.registered_elevators(settings)
+    stack.sync_broker_auth(settings, [*registered, *((SITE, e) for e in DEVICES)])
+    time.sleep(1.0)
+    run = f"{int(time.time())}"
+    ids = {name: f"bench-{name}-{run}" for name in ("bare", "naive", "collector")}
+    try:
+        for client_id in ids.values():
+            _open_session(settings, client_id)
+        print(f"queueing {total:,} messages for each consumer…", flush=True)
+        _publish(settings, total)
+        bare = bare_subscriber(settings, ids["bare"], total)
+        print(f"(a) bare paho subscriber      {bare:>10,.0f} msg/s", flush=True)
+        ours = liftledger_collector(settings, ids["collector"], database_url, total)
+        print(f"(c) liftledger collector      {ours:>10,.0f} msg/s", flush=True)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("TRUNCATE telemetry")
+        naive = naive_collector(settings, ids["naive"], database_url, naive_total)
+        print(f"(b) naive INSERT+COMMIT       {naive:>10,.0f} msg/s  ({naive_total:,} messages)")
+    finally:
+        for client_id in ids.values():
+            _discard(settings, client_id)
+        stack.sync_broker_auth(settings, registered)
+    print(f"(c) / (a)                     {ours / bare:>10.2f}   target ≥ 0.75")
+    print(f"(c) / (b)                     {ours / naive:>10.1f}   target ≥ 5")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
