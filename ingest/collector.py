@@ -1,10 +1,12 @@
 """The collector loop: take messages, validate, commit a batch, then acknowledge it.
 
-A batch closes when it holds `batch_max` messages or `batch_interval_s` after its first
-message, whichever comes first. Nothing is acknowledged before its batch is committed; while
-the database is down the loop retries the same batch with back-off and acknowledges nothing,
-so the broker's receive window (MQTT 5 Receive Maximum) fills and the broker holds the rest
-in the collector's persistent session. The loop never exits on a database error.
+A batch closes when it holds `batch_max` messages, `batch_interval_s` after its first
+message, or as soon as no further message arrives for `linger_s`, whatever comes first; so
+batches grow with the load (group commit) and a lone alarm is not held back. Nothing is
+acknowledged before its batch is committed. While the database is down the loop retries the
+same batch with back-off and acknowledges nothing, so the broker's receive window (MQTT 5
+Receive Maximum) fills and the broker holds the rest in the collector's persistent session.
+The loop never exits on a database error.
 
 Scale-out is by topic partition: collector K of N subscribes to the sites whose id hashes to K
 (CRC-32 mod N), so every elevator's messages reach exactly one collector, in order, which the
@@ -25,7 +27,7 @@ from typing import Protocol
 from core.protocol import DEVICE_TOPIC_KINDS, TOPIC_PREFIX
 from ingest.metrics import CollectorMetrics
 from ingest.subscriber import ReceivedMessage
-from ingest.validate import Event, Rejected, Sample, Status, validate
+from ingest.validate import Event, Outcome, Rejected, Sample, Status, validate
 from ingest.writer import Batch, DatabaseUnavailable, WriteResult
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class CollectorConfig:
 
     batch_max: int = 5000
     batch_interval_s: float = 0.05
+    linger_s: float = 0.005
     partition: int = 0
     partitions: int = 1
     registry_refresh_s: float = 30.0
@@ -139,76 +142,70 @@ class Collector:
     def __init__(
         self,
         *,
-        source: MessageSource,
         sink: BatchSink,
         registry: RegistryCache,
         metrics: CollectorMetrics,
         config: CollectorConfig,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._source = source
         self._sink = sink
         self._registry = registry
         self._metrics = metrics
         self._config = config
         self._clock = clock
 
-    def run(self, stop: threading.Event) -> None:
-        """Collect until `stop` is set; the open batch is committed (or left unacked)."""
-        pending: list[ReceivedMessage] = []
-        opened_at = 0.0
+    def run(self, source: MessageSource, stop: threading.Event) -> None:
+        """Collect until `stop` is set; each batch is committed, then acknowledged."""
+        config = self._config
         while not stop.is_set():
-            wait_s = self._config.batch_interval_s
-            if pending:
-                wait_s = max(0.0, opened_at + self._config.batch_interval_s - self._clock())
-            got = self._source.take(self._config.batch_max - len(pending), wait_s)
-            if got:
-                if not pending:
-                    opened_at = self._clock()
-                pending.extend(got)
-                self._metrics.received.inc(len(got))
-            full = len(pending) >= self._config.batch_max
-            due = bool(pending) and self._clock() >= opened_at + self._config.batch_interval_s
-            if full or due:
-                self.commit(pending, stop)
-                pending = []
             self._registry.refresh_if_stale()
-            self._metrics.queued.set(self._source.queued() + len(pending))
-        if pending:
-            self.commit(pending, stop)
+            self._metrics.queued.set(source.queued())
+            pending = source.take(config.batch_max, config.batch_interval_s)
+            if not pending:
+                continue
+            closes_at = self._clock() + config.batch_interval_s
+            # Keep filling while messages keep coming; a pause of `linger_s` means the broker
+            # has nothing more right now (or our receive window is full), so commit.
+            while len(pending) < config.batch_max and self._clock() < closes_at:
+                more = source.take(config.batch_max - len(pending), config.linger_s)
+                if not more:
+                    break
+                pending.extend(more)
+            self._metrics.received.inc(len(pending))
+            self.commit(source, pending, stop)
+
+    def _validate_one(self, message: ReceivedMessage) -> Outcome:
+        return validate(
+            message.topic,
+            message.payload,
+            received_at=message.received_at,
+            sites_by_elevator=self._registry.sites_by_elevator,
+        )
 
     def validate(self, messages: Sequence[ReceivedMessage]) -> Batch:
         """Sort messages into samples, events, statuses and dead letters."""
         batch = Batch()
         for message in messages:
-            outcome = validate(
-                message.topic,
-                message.payload,
-                received_at=message.received_at,
-                sites_by_elevator=self._registry.sites_by_elevator,
-            )
+            outcome = self._validate_one(message)
             if (
                 isinstance(outcome, Rejected)
                 and outcome.reason == "unknown_elevator"
                 and self._registry.refresh_for_unknown()
             ):
-                outcome = validate(
-                    message.topic,
-                    message.payload,
-                    received_at=message.received_at,
-                    sites_by_elevator=self._registry.sites_by_elevator,
-                )
+                outcome = self._validate_one(message)
             if isinstance(outcome, Sample):
                 batch.samples.append(outcome)
             elif isinstance(outcome, Event):
                 batch.events.append(outcome)
             elif isinstance(outcome, Status):
                 batch.statuses.append(outcome)
-            else:
+            elif isinstance(outcome, Rejected):
                 batch.rejected.append(outcome)
         return batch
 
-    def commit(self, messages: Sequence[ReceivedMessage], stop: threading.Event) -> bool:
+    def commit(
+        self, source: MessageSource, messages: Sequence[ReceivedMessage], stop: threading.Event
+    ) -> bool:
         """Write the batch, retrying until it commits; acknowledge it; False if stopped first."""
         batch = self.validate(messages)
         delay_s = self._config.retry_min_s
@@ -225,7 +222,7 @@ class Collector:
                 continue
             break
         self._metrics.commit_seconds.observe(self._clock() - started)
-        self._source.ack(messages)
+        source.ack(messages)
         self._record(batch, result, len(messages))
         return True
 

@@ -65,9 +65,7 @@ def run_collector(
         on_connection_change=lambda up: metrics.connected.set(1 if up else 0),
     )
     writer = BatchWriter(libpq_url(settings.resolved_database_url()))
-    collector = Collector(
-        source=subscriber, sink=writer, registry=registry, metrics=metrics, config=config
-    )
+    collector = Collector(sink=writer, registry=registry, metrics=metrics, config=config)
     log.info(
         "collector %s: %d elevators registered, broker %s",
         mqtt_client_id,
@@ -76,7 +74,7 @@ def run_collector(
     )
     subscriber.start()
     try:
-        collector.run(stop)
+        collector.run(subscriber, stop)
     finally:
         subscriber.stop()
         writer.close()

@@ -168,9 +168,11 @@ class CollectorSubscriber:
         """PUBACK the QoS 1 messages of the current connection; returns how many were sent."""
         sent = 0
         with self._lock:
+            if not self._connected:
+                return 0
             generation = self._generation
             for message in messages:
-                if message.qos > 0 and message.generation == generation and self._connected:
+                if message.qos == 1 and message.generation == generation:
                     self._client.ack(message.mid, message.qos)
                     sent += 1
         return sent
@@ -179,9 +181,3 @@ class CollectorSubscriber:
         """Disconnect cleanly; the session (and any unacknowledged message) stays on the broker."""
         self._client.disconnect()
         self._client.loop_stop()
-
-    def kill_connection(self) -> None:
-        """Drop the TCP connection without DISCONNECT (for tests of redelivery)."""
-        sock = self._client.socket()
-        if sock is not None:
-            sock.close()

@@ -56,7 +56,8 @@ _INSERT_DEAD_LETTER: Final = (
 # Live status never moves backwards: an older sample (a redelivery) does not overwrite it.
 _UPSERT_SEEN: Final = """
 INSERT INTO elevator_status (elevator_id, last_seen, floor, mode, boot, last_seq)
-VALUES (%s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int2[], %s::text[], %s::text[],
+                     %s::int8[])
 ON CONFLICT (elevator_id) DO UPDATE SET
     last_seen = excluded.last_seen, floor = excluded.floor, mode = excluded.mode,
     boot = excluded.boot, last_seq = excluded.last_seq
@@ -176,7 +177,9 @@ class BatchWriter:
 
     def _write(self, conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
         with conn.transaction():
-            samples = unique_samples(batch.samples)
+            # A repeat inside the batch fails the COPY like any redelivery and is absorbed by
+            # the fallback's ON CONFLICT DO NOTHING.
+            samples = batch.samples
             inserted, fallback = self._write_samples(conn, samples)
             events = self._write_events(conn, batch.events)
             self._write_dead_letters(conn, batch.rejected)
@@ -276,21 +279,22 @@ class BatchWriter:
     def _write_status(
         conn: psycopg.Connection[Any], samples: Sequence[Sample], statuses: Sequence[Status]
     ) -> None:
-        latest: dict[str, Sample] = {}
-        for sample in samples:
-            current = latest.get(sample.elevator)
-            if current is None or sample.received_at >= current.received_at:
-                latest[sample.elevator] = sample
+        # Samples arrive in order per elevator, so the last one seen is the latest.
+        latest = {sample.elevator: sample for sample in samples}
         with conn.cursor() as cur:
             if latest:
-                cur.executemany(
+                rows = list(latest.values())
+                cur.execute(
                     _UPSERT_SEEN,
-                    [
-                        (s.elevator, s.received_at, s.data.floor, s.data.mode, s.data.boot,
-                         s.data.seq)
-                        for s in latest.values()
-                    ],
-                )  # fmt: skip
+                    (
+                        [s.elevator for s in rows],
+                        [s.received_at for s in rows],
+                        [s.data.floor for s in rows],
+                        [s.data.mode for s in rows],
+                        [s.data.boot for s in rows],
+                        [s.data.seq for s in rows],
+                    ),
+                )
             if statuses:
                 cur.executemany(
                     _UPSERT_ONLINE,

@@ -67,9 +67,7 @@ def _collector(source: FakeSource, sink: FlakySink, **config: float) -> Collecto
     registry = RegistryCache(lambda: {"e1": "s1"}, refresh_s=60, unknown_refresh_s=60)
     registry.load_first(threading.Event())
     settings = CollectorConfig(retry_min_s=0.001, retry_max_s=0.002, **config)  # type: ignore[arg-type]
-    return Collector(
-        source=source, sink=sink, registry=registry, metrics=CollectorMetrics(), config=settings
-    )
+    return Collector(sink=sink, registry=registry, metrics=CollectorMetrics(), config=settings)
 
 
 def test_messages_are_acknowledged_only_after_their_batch_commits() -> None:
@@ -78,7 +76,7 @@ def test_messages_are_acknowledged_only_after_their_batch_commits() -> None:
     collector = _collector(source, sink, batch_max=4)
     stop = threading.Event()
     for _ in range(3):
-        collector.commit(source.take(4, 0), stop)
+        collector.commit(source, source.take(4, 0), stop)
     assert sink.committed == list(range(10))
     assert sink.acked_at_commit == [0, 4, 8]  # a batch is acked only after it committed
     assert source.acked == list(range(10))
@@ -88,7 +86,7 @@ def test_database_outage_is_retried_not_fatal() -> None:
     source = FakeSource([_message(n) for n in range(3)])
     sink = FlakySink(failures=5, source=source)
     collector = _collector(source, sink)
-    assert collector.commit(source.take(10, 0), threading.Event())
+    assert collector.commit(source, source.take(10, 0), threading.Event())
     assert sink.committed == [0, 1, 2]
     assert source.acked == [0, 1, 2]
 
@@ -99,7 +97,7 @@ def test_stopping_during_an_outage_acknowledges_nothing() -> None:
     collector = _collector(source, sink)
     stop = threading.Event()
     stop.set()
-    assert not collector.commit(source.take(10, 0), stop)
+    assert not collector.commit(source, source.take(10, 0), stop)
     assert source.acked == []
 
 
@@ -116,7 +114,7 @@ def test_run_batches_by_size_and_drains_on_stop() -> None:
 
     watcher = threading.Thread(target=stop_when_drained)
     watcher.start()
-    collector.run(stop)
+    collector.run(source, stop)
     watcher.join()
     assert sink.committed == list(range(25))
     assert sorted(source.acked) == list(range(25))
