@@ -60,6 +60,9 @@ class MessageSource(Protocol):
     def queued(self) -> int:
         """Messages waiting."""
 
+    def wait(self, seconds: float) -> None:
+        """Keep the broker connection alive for `seconds` while the loop waits."""
+
 
 class BatchSink(Protocol):
     """What the loop needs from the writer."""
@@ -216,7 +219,8 @@ class Collector:
             except DatabaseUnavailable as exc:
                 self._metrics.database_errors.inc()
                 log.warning("database unavailable (%s); retrying in %.1f s", exc, delay_s)
-                if stop.wait(delay_s):
+                source.wait(delay_s)
+                if stop.is_set():
                     return False
                 delay_s = min(self._config.retry_max_s, delay_s * 2)
                 continue

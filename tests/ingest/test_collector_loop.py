@@ -32,6 +32,7 @@ class FakeSource:
     def __init__(self, messages: list[ReceivedMessage]) -> None:
         self.messages = list(messages)
         self.acked: list[int] = []
+        self.waited = 0.0
 
     def take(self, max_count: int, timeout_s: float) -> list[ReceivedMessage]:
         taken, self.messages = self.messages[:max_count], self.messages[max_count:]
@@ -43,6 +44,9 @@ class FakeSource:
 
     def queued(self) -> int:
         return len(self.messages)
+
+    def wait(self, seconds: float) -> None:
+        self.waited += seconds
 
 
 class FlakySink:
@@ -89,6 +93,7 @@ def test_database_outage_is_retried_not_fatal() -> None:
     assert collector.commit(source, source.take(10, 0), threading.Event())
     assert sink.committed == [0, 1, 2]
     assert source.acked == [0, 1, 2]
+    assert source.waited > 0  # the broker connection was kept alive while retrying
 
 
 def test_stopping_during_an_outage_acknowledges_nothing() -> None:
