@@ -64,7 +64,8 @@ def test_redelivered_sample_creates_no_second_row(db_session: Session) -> None:
     with pytest.raises(sa.exc.IntegrityError):
         with db_session.begin_nested():
             _insert_sample(db_session, seq=7, at=T0)
-    assert db_session.execute(sa.text("SELECT count(*) FROM telemetry")).scalar() == 1
+    count = "SELECT count(*) FROM telemetry WHERE elevator_id = 'e1' AND boot = 'b1'"
+    assert db_session.execute(sa.text(count)).scalar() == 1
 
 
 def test_per_elevator_time_range_query_uses_the_unique_index(db_session: Session) -> None:
