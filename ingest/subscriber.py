@@ -80,8 +80,6 @@ class CollectorSubscriber:
         self._started = False
         self._next_attempt_s = 0.0
         self._retry_s = RECONNECT_MIN_S
-        self.session_lost_count = 0
-        self.last_refusal: str | None = None
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -102,19 +100,18 @@ class CollectorSubscriber:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
         if reason.is_failure:
-            self.last_refusal = str(reason)
             log.error("broker refused the collector: %s", reason)
             return
         self._generation += 1
         self._connected = True
         self._retry_s = RECONNECT_MIN_S
         if not flags.session_present:
-            self.session_lost_count += 1
-            if self._generation > 1:
-                log.warning(
-                    "broker reports no session present: messages queued while the collector "
-                    "was away may be gone (session expired or broker lost its state)"
-                )
+            # Expected the very first time a client id connects; otherwise messages queued
+            # while the collector was away are gone (session expired, broker lost its state).
+            log.warning(
+                "broker reports no session present for this collector: a new session starts "
+                "now; if this collector ran before, messages queued meanwhile may be lost"
+            )
         client.subscribe([(f, 1) for f in self._filters])
         if self._on_connection_change is not None:
             self._on_connection_change(True)
