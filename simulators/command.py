@@ -55,7 +55,8 @@ class SimulateOptions:
     bad_input: int
 
 
-def _registry(options: SimulateOptions) -> ParsedRegistry | None:
+def registry_for(options: SimulateOptions) -> ParsedRegistry | None:
+    """The registry the options name (`--registry`, `--elevators`), or None for the database's."""
     if options.registry is not None:
         return read_registry(options.registry)
     if options.elevators is not None:
@@ -86,11 +87,6 @@ def _faults(options: SimulateOptions, specs: list[ElevatorSpec]) -> list[Schedul
 def _say_progress(progress: Progress) -> None:
     sys.stderr.write("\r" + progress.line() + "   ")
     sys.stderr.flush()
-
-
-def registry_for(options: SimulateOptions) -> ParsedRegistry | None:
-    """The registry the options name (`--registry`, `--elevators`), or None for the database's."""
-    return _registry(options)
 
 
 def run_live(options: SimulateOptions, settings: Settings, specs: list[ElevatorSpec]) -> Progress:
