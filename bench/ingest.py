@@ -39,7 +39,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg import sql
 
-from core.credentials import COLLECTOR_USERNAME, service_credentials
+from core.credentials import COLLECTOR_USERNAME, device_credentials, service_credentials
 from core.db import create_engine_from_url, libpq_url
 from core.migrate import upgrade
 from core.settings import Settings, load_settings
@@ -100,8 +100,6 @@ def _open_session(settings: Settings, client_id: str) -> None:
 
 def _publish(settings: Settings, count: int) -> None:
     secret = settings.secret("mqtt_secret")
-    from core.credentials import device_credentials  # noqa: PLC0415
-
     identities = []
     for elevator in DEVICES:
         creds = device_credentials(secret, elevator)

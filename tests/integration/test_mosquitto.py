@@ -10,7 +10,7 @@ import pytest
 from core.credentials import COLLECTOR_USERNAME, device_credentials, service_credentials
 from core.protocol import topic_for
 from core.settings import Settings
-from liftledger import stack
+from tests.integration.broker_accounts import broker_devices
 from tests.integration.mqtt_helpers import MqttTestClient, connect
 
 SITE, ELEVATOR, OTHER = "tsite", "test-elevator-1", "test-elevator-2"
@@ -22,11 +22,8 @@ def broker(stack_settings: Settings) -> Iterator[Settings]:
     """The local broker with two test elevators registered in its password file and ACL."""
     if not stack_settings.local_mqtt:
         pytest.fail("these tests manage broker accounts and need the local broker")
-    registered = stack.registered_elevators(stack_settings)
-    stack.sync_broker_auth(stack_settings, [*registered, (SITE, ELEVATOR), (SITE, OTHER)])
-    time.sleep(0.5)  # SIGHUP reload is asynchronous
-    yield stack_settings
-    stack.sync_broker_auth(stack_settings, registered)
+    with broker_devices(stack_settings, [(SITE, ELEVATOR), (SITE, OTHER)]):
+        yield stack_settings
 
 
 def _collector(settings: Settings) -> MqttTestClient:
