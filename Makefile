@@ -35,6 +35,8 @@ demo: migrate
 	@echo "Service URLs (eval \"\$$($(LIFTLEDGER) stack env)\" to use them in a shell):"
 	@$(LIFTLEDGER) stack env | sed 's/\(DATABASE_URL=postgresql:\/\/liftledger:\)[^@]*@/\1***@/'
 	@echo "Device credentials: $(LIFTLEDGER) elevators credentials nc01-b01-e1"
+	@echo "Ingest:             $(LIFTLEDGER) collector --metrics-port 9108"
+	@echo "Simulated fleet:    $(LIFTLEDGER) simulate --faults random --speedup 10"
 	@echo "Stop everything:    $(LIFTLEDGER) stack down"
 
 lint: venv
