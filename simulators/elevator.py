@@ -667,7 +667,9 @@ class ElevatorModel:
         elif fault == "offline":
             self.silent = True
         elif fault == "clock_skew":
-            self.clock_offset_s = 360.0
+            # A clock running behind: samples are still accepted (one ahead by more than
+            # 5 min is dead-lettered, SPEC §3), so the clock_skew rule can see it.
+            self.clock_offset_s = -360.0
         elif fault == "maintenance_overdue":
             self.next_maintenance_s = max(self.next_maintenance_s, self.t_s + duration_s)
 

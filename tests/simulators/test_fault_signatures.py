@@ -152,7 +152,7 @@ def maintenance_overdue(out: list[Decoded]) -> bool:
 def clock_skew(out: list[Decoded]) -> bool:
     for message in telemetry(out):
         device = dt.datetime.fromisoformat(message.body["ts"].replace("Z", "+00:00"))
-        if (device - START).total_seconds() - message.t_s > 300:
+        if abs((device - START).total_seconds() - message.t_s) > 300:
             return True
     return False
 
