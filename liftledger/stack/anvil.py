@@ -14,8 +14,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from eth_account import Account
-
 from core.errors import ServiceUnreachable, StackError
 from core.settings import LOCAL_HOST, Settings
 from liftledger.stack.install import ensure_npm_tools
@@ -50,6 +48,9 @@ def rpc_call(url: str, method: str, params: list[Any] | None = None) -> Any:
 
 def anchorer_address(settings: Settings) -> str:
     """Checksummed address of the anchorer key."""
+    # eth_account takes 0.6 s to import; only `stack up` and the anchorer need it.
+    from eth_account import Account  # noqa: PLC0415
+
     return str(Account.from_key(settings.secret("anchorer_key")).address)
 
 
