@@ -237,7 +237,7 @@ class Collector:
         metrics.committed.labels("event").inc(result.events_inserted)
         metrics.committed.labels("status").inc(len(batch.statuses))
         metrics.duplicates.inc(result.samples_duplicate)
-        for rejected in batch.rejected:
+        for rejected in result.dead_letters:
             metrics.dead_lettered.labels(rejected.reason).inc()
         if batch.samples:
             now = time.time()

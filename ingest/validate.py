@@ -32,6 +32,8 @@ SAMPLE_FIELDS: Final = frozenset(TelemetrySample.__struct_fields__)
 EVENT_FIELDS: Final = frozenset(DeviceEvent.__struct_fields__)
 
 # Physically possible ranges; anything outside is a broken sensor or encoder, not a fault.
+# They also keep every value inside its column type: binary COPY does not range-check, and a
+# floor of 40,000 would be stored in the smallint column as -25,536.
 _RANGES: Final[dict[str, tuple[float, float]]] = {
     "floor": (-50, 500),
     "pos_m": (-100.0, 2000.0),
@@ -43,6 +45,7 @@ _RANGES: Final[dict[str, tuple[float, float]]] = {
     "level_mm": (-5000.0, 5000.0),
 }
 MAX_BOOT_LENGTH: Final = 64
+MAX_SEQ: Final = 2**63 - 1  # bigint
 # Every elevator publishes on the same three topics over and over.
 _parse_topic = functools.lru_cache(maxsize=65_536)(parse_topic)
 
@@ -140,8 +143,8 @@ def _envelope_error(boot: str, seq: int, version: int) -> str | None:
         return f"unsupported protocol version v={version}"
     if not boot or len(boot) > MAX_BOOT_LENGTH:
         return f"boot must be 1 to {MAX_BOOT_LENGTH} characters"
-    if seq < 0:
-        return "seq must not be negative"
+    if not 0 <= seq <= MAX_SEQ:
+        return f"seq must be between 0 and {MAX_SEQ}"
     return None
 
 

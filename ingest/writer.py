@@ -12,7 +12,6 @@ acknowledges nothing meanwhile.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -94,8 +93,7 @@ class WriteResult:
     samples_inserted: int
     samples_duplicate: int
     events_inserted: int
-    dead_letters: int
-    used_fallback: bool
+    dead_letters: Sequence[Rejected]  # including values the database itself refused
 
 
 def _row(sample: Sample) -> tuple[Any, ...]:
@@ -106,18 +104,6 @@ def _row(sample: Sample) -> tuple[Any, ...]:
         d.load_kg, d.occupied, d.mode, d.vib_mg, d.motor_c, d.brake_c, d.level_mm,
         Jsonb(sample.extra) if sample.extra is not None else None,
     )  # fmt: skip
-
-
-def unique_samples(samples: Sequence[Sample]) -> list[Sample]:
-    """Drop repeats of the same (elevator, boot, seq, time) inside one batch."""
-    seen: set[tuple[str, str, int, dt.datetime]] = set()
-    unique = []
-    for sample in samples:
-        key = (sample.elevator, sample.data.boot, sample.data.seq, sample.time)
-        if key not in seen:
-            seen.add(key)
-            unique.append(sample)
-    return unique
 
 
 def _first_line(exc: BaseException) -> str:
@@ -180,7 +166,7 @@ class BatchWriter:
             # A repeat inside the batch fails the COPY like any redelivery and is absorbed by
             # the fallback's ON CONFLICT DO NOTHING.
             samples = batch.samples
-            inserted, fallback = self._write_samples(conn, samples)
+            inserted = self._write_samples(conn, samples)
             events = self._write_events(conn, batch.events)
             self._write_dead_letters(conn, batch.rejected)
             self._write_status(conn, samples, batch.statuses)
@@ -188,15 +174,14 @@ class BatchWriter:
             samples_inserted=inserted,
             samples_duplicate=len(batch.samples) - inserted,
             events_inserted=events,
-            dead_letters=len(batch.rejected),
-            used_fallback=fallback,
+            dead_letters=batch.rejected,
         )
 
     def _isolate_refused(self, conn: psycopg.Connection[Any], batch: Batch) -> Batch:
         """Try each sample and event alone (rolled back); move refused ones to dead letters."""
         kept = Batch(statuses=batch.statuses, rejected=list(batch.rejected))
         with conn.transaction(force_rollback=True):
-            for sample in unique_samples(batch.samples):
+            for sample in batch.samples:
                 problem = self._refusal(conn, partial(self._write_samples, conn, [sample]))
                 if problem is None:
                     kept.samples.append(sample)
@@ -221,15 +206,13 @@ class BatchWriter:
             return _first_line(exc)
         return None
 
-    def _write_samples(
-        self, conn: psycopg.Connection[Any], samples: Sequence[Sample]
-    ) -> tuple[int, bool]:
+    def _write_samples(self, conn: psycopg.Connection[Any], samples: Sequence[Sample]) -> int:
         if not samples:
-            return 0, False
+            return 0
         try:
             with conn.transaction(), conn.cursor() as cur:
                 self._copy(cur, _COPY_TELEMETRY, samples)
-            return len(samples), False
+            return len(samples)
         except errors.UniqueViolation:
             pass
         with conn.cursor() as cur:
@@ -238,7 +221,7 @@ class BatchWriter:
             cur.execute(_MERGE_STAGING)
             inserted = cur.rowcount
             cur.execute("TRUNCATE telemetry_staging")
-        return inserted, True
+        return inserted
 
     @staticmethod
     def _copy(cur: psycopg.Cursor[Any], statement: str, samples: Sequence[Sample]) -> None:

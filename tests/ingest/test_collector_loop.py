@@ -56,6 +56,7 @@ class FlakySink:
         self.failures = failures
         self.source = source
         self.committed: list[int] = []
+        self.batch_sizes: list[int] = []
         self.acked_at_commit: list[int] = []
 
     def write(self, batch: Batch) -> WriteResult:
@@ -64,7 +65,8 @@ class FlakySink:
             raise DatabaseUnavailable("connection refused")
         self.acked_at_commit.append(len(self.source.acked))
         self.committed.extend(s.data.seq for s in batch.samples)
-        return WriteResult(len(batch.samples), 0, 0, len(batch.rejected), False)
+        self.batch_sizes.append(len(batch.samples))
+        return WriteResult(len(batch.samples), 0, 0, batch.rejected)
 
 
 def _collector(source: FakeSource, sink: FlakySink, **config: float) -> Collector:
@@ -121,6 +123,7 @@ def test_run_batches_by_size_and_drains_on_stop() -> None:
     watcher.start()
     collector.run(source, stop)
     watcher.join()
+    assert sink.batch_sizes == [10, 10, 5]
     assert sink.committed == list(range(25))
     assert sorted(source.acked) == list(range(25))
 

@@ -65,6 +65,7 @@ def test_integers_are_accepted_for_float_fields() -> None:
         (_with(v=2), "out_of_range"),
         (_with(boot=""), "out_of_range"),
         (_with(seq=-1), "out_of_range"),
+        (_with(seq=2**63), "out_of_range"),
         (_with(ts="2026-11-28T09:45:00Z"), "future_timestamp"),
         (_with(ts="yesterday"), "invalid_field"),
         (_with(ts="2026-11-28T09:30:00"), "invalid_field"),

@@ -1,0 +1,106 @@
+"""The batch writer on the real database: duplicates absorbed, refused values isolated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from core.protocol import topic_for
+from ingest.validate import Sample, validate
+from ingest.writer import Batch, BatchWriter
+
+NOW = dt.datetime.now(dt.UTC)
+SITE, ELEVATOR = "wtest", "wtest-e1"
+
+
+def _sample(boot: str, seq: int) -> Sample:
+    body = {
+        "v": 1, "boot": boot, "seq": seq, "ts": NOW.isoformat(), "floor": 2, "pos_m": 3.0,
+        "speed_mps": 0.0, "dir": "idle", "door": "closed", "door_zone": True,
+        "door_lock": True, "safety_chain": True, "power": "mains", "load_kg": 0.0,
+        "occupied": False, "mode": "normal",
+    }  # fmt: skip
+    topic = topic_for(SITE, ELEVATOR, "telemetry")
+    outcome = validate(
+        topic, msgspec.json.encode(body), received_at=NOW, sites_by_elevator={ELEVATOR: SITE}
+    )
+    assert isinstance(outcome, Sample)
+    return outcome
+
+
+def _register(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO sites (id, name) VALUES (:s, :s) ON CONFLICT DO NOTHING"),
+            {"s": SITE},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
+                "rated_speed_mps, rated_load_kg) VALUES (:e, :s, 'b', 1, 6, 1.0, 630) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"e": ELEVATOR, "s": SITE},
+        )
+
+
+def _rows(engine: Engine, boot: str) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.text("SELECT seq FROM telemetry WHERE boot = :b ORDER BY seq"), {"b": boot}
+            ).scalars()
+        )
+
+
+def test_redelivered_and_repeated_samples_create_no_second_row(
+    engine: Engine, test_database_url: str
+) -> None:
+    _register(engine)
+    boot = f"w-{uuid.uuid4().hex[:6]}"
+    writer = BatchWriter(test_database_url)
+    try:
+        first = writer.write(Batch(samples=[_sample(boot, 1), _sample(boot, 2)]))
+        again = writer.write(Batch(samples=[_sample(boot, 2), _sample(boot, 3), _sample(boot, 3)]))
+    finally:
+        writer.close()
+    assert (first.samples_inserted, first.samples_duplicate) == (2, 0)
+    assert (again.samples_inserted, again.samples_duplicate) == (1, 2)
+    assert _rows(engine, boot) == [1, 2, 3]
+
+
+def test_a_value_the_database_refuses_is_dead_lettered_and_the_rest_committed(
+    engine: Engine, test_database_url: str
+) -> None:
+    _register(engine)
+    boot = f"w-{uuid.uuid4().hex[:6]}"
+    good = _sample(boot, 1)
+    # Past validation by construction: PostgreSQL text cannot hold a NUL character.
+    refused = Sample(
+        good.elevator, good.site, good.time, good.received_at,
+        msgspec.structs.replace(good.data, seq=2, mode="nor\x00mal"), None, good.topic,
+        b"raw-bytes",
+    )  # fmt: skip
+    writer = BatchWriter(test_database_url)
+    try:
+        result = writer.write(Batch(samples=[good, refused, _sample(boot, 3)]))
+    finally:
+        writer.close()
+    assert result.samples_inserted == 2
+    assert [(r.reason, r.payload) for r in result.dead_letters] == [
+        ("rejected_by_database", b"raw-bytes")
+    ]
+    assert _rows(engine, boot) == [1, 3]
+    with engine.connect() as connection:
+        stored = connection.execute(
+            sa.text(
+                "SELECT count(*) FROM dead_letters WHERE reason = 'rejected_by_database' "
+                "AND payload = :p"
+            ),
+            {"p": b"raw-bytes"},
+        ).scalar()
+    assert stored == 1
