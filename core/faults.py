@@ -69,6 +69,7 @@ DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = {
     "trapped_s": 20.0,
     "overspeed_ratio": 1.15,
     "overspeed_s": 0.5,
+    "overtravel_m": 0.1,
     "door_lock_closed_s": 5.0,
     "stopped_outside_zone_s": 45.0,
     "door_opening_s": 10.0,
@@ -77,13 +78,17 @@ DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = {
     "offline_intervals": 3.0,
     "idle_interval_s": 10.0,
     "vibration_mg": 30.0,
+    "vibration_sustained_s": 3.0,
     "vibration_a95_mg": 25.0,
     "overheat_minor_c": 85.0,
     "overheat_major_c": 110.0,
     "levelling_mm": 10.0,
+    "levelling_stops": 5.0,
+    "levelling_bad_stops": 3.0,
     "maintenance_interval_days": 15.0,
     "clock_skew_s": 300.0,
     "hysteresis_s": 120.0,
+    "offline_grace_s": 30.0,
     "escalate_ack_s": 300.0,
     "escalate_on_site_s": 1800.0,
 }
@@ -103,3 +108,24 @@ def resolve_thresholds(
     merged.update(site_overrides or {})
     merged.update(elevator_overrides or {})
     return merged
+
+
+# Controller fault codes (GB/T 24476 numbering) that put people at risk; others are major.
+CRITICAL_CONTROLLER_CODES: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5})
+SEVERITY_RANK: Final[Mapping[Severity, int]] = {
+    Severity.INFO: 0,
+    Severity.MINOR: 1,
+    Severity.MAJOR: 2,
+    Severity.CRITICAL: 3,
+}
+
+
+def controller_fault_severity(code: object) -> Severity:
+    """Severity of a controller fault code: critical for the codes in the safety set."""
+    return Severity.CRITICAL if code in CRITICAL_CONTROLLER_CODES else Severity.MAJOR
+
+
+def landing_count(lowest_floor: int, highest_floor: int) -> int:
+    """Landings served; a building with basements has no floor 0 (B1 is followed by 1)."""
+    count = highest_floor - lowest_floor + 1
+    return count - 1 if lowest_floor < 0 <= highest_floor else count

@@ -5,6 +5,7 @@ Tables by domain:
 - people: `users`, `user_sites` (a crew member acts only on the sites listed for them);
 - telemetry: `telemetry` (a TimescaleDB hypertable), `device_events`, `dead_letters`;
 - alerts: `alerts`, `alert_events`;
+- notifications: `notification_cursors`, `webhook_subscriptions`, `webhook_deliveries`;
 - maintenance: `maintenance_records`;
 - ledger: `ledger_entries` (append-only, enforced by a trigger), `anchors`.
 
@@ -276,6 +277,9 @@ class Alert(Base):
     closed_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     ack_escalated_at: Mapped[dt.datetime | None]
     on_site_escalated_at: Mapped[dt.datetime | None]
+    # Escalation deadlines, fixed when a critical alert opens (thresholds of that moment).
+    ack_due_at: Mapped[dt.datetime | None]
+    on_site_due_at: Mapped[dt.datetime | None]
     details: Mapped[dict[str, Any]] = mapped_column(server_default=_empty_json())
 
 
@@ -298,6 +302,66 @@ class AlertEvent(Base):
     kind: Mapped[str] = mapped_column(sa.Text)
     actor_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     details: Mapped[dict[str, Any]] = mapped_column(server_default=_empty_json())
+
+
+# -- notifications -------------------------------------------------------------------------
+
+
+class NotificationCursor(Base):
+    """How far a delivery channel has read the alert events (by ledger seq)."""
+
+    __tablename__ = "notification_cursors"
+
+    channel: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+
+
+class WebhookSubscription(Base):
+    """An HTTP endpoint that receives alert events, filtered by site, type and severity."""
+
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "min_severity IN ('critical', 'major', 'minor', 'info')", name="min_severity"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, unique=True)
+    url: Mapped[str] = mapped_column(sa.Text)
+    secret: Mapped[str] = mapped_column(sa.Text)
+    sites: Mapped[list[str] | None] = mapped_column(sa.ARRAY(sa.Text))
+    types: Mapped[list[str] | None] = mapped_column(sa.ARRAY(sa.Text))
+    kinds: Mapped[list[str] | None] = mapped_column(sa.ARRAY(sa.Text))
+    min_severity: Mapped[str] = mapped_column(sa.Text, server_default="info")
+    active: Mapped[bool] = mapped_column(server_default=sa.true())
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+
+
+class WebhookDelivery(Base):
+    """One alert event owed to one webhook: the delivery log with attempts and outcome."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        sa.UniqueConstraint("subscription_id", "alert_event_id"),
+        sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE")
+    )
+    alert_event_id: Mapped[int] = mapped_column(sa.ForeignKey("alert_events.id"))
+    ledger_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    status: Mapped[str] = mapped_column(sa.Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(server_default=sa.text("0"))
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    delivered_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
 
 
 # -- maintenance -----------------------------------------------------------------------------

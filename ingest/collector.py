@@ -46,6 +46,8 @@ class CollectorConfig:
     unknown_refresh_s: float = 1.0
     retry_min_s: float = 0.2
     retry_max_s: float = 5.0
+    tick_interval_s: float = 1.0
+    silence_grace_s: float = 30.0
 
 
 class MessageSource(Protocol):
@@ -69,6 +71,9 @@ class BatchSink(Protocol):
 
     def write(self, batch: Batch) -> WriteResult:
         """Commit a batch or raise `DatabaseUnavailable`."""
+
+    def tick(self) -> int:
+        """Run time-driven detection (silence); returns alert events written."""
 
 
 def in_partition(site: str, partition: int, partitions: int) -> bool:
@@ -160,9 +165,13 @@ class Collector:
     def run(self, source: MessageSource, stop: threading.Event) -> None:
         """Collect until `stop` is set; each batch is committed, then acknowledged."""
         config = self._config
+        next_tick = self._clock() + config.tick_interval_s
         while not stop.is_set():
             self._registry.refresh_if_stale()
             self._metrics.queued.set(source.queued())
+            if self._clock() >= next_tick:
+                self._tick()
+                next_tick = self._clock() + config.tick_interval_s
             pending = source.take(config.batch_max, config.batch_interval_s)
             if not pending:
                 continue
@@ -176,6 +185,15 @@ class Collector:
                 pending.extend(more)
             self._metrics.received.inc(len(pending))
             self.commit(source, pending, stop)
+
+    def _tick(self) -> None:
+        # Silence is judged only between batches: a backlog is drained before it counts.
+        try:
+            self._metrics.alert_events.inc(self._sink.tick())
+        except DatabaseUnavailable as exc:
+            log.debug("time-driven detection skipped: %s", exc)
+        except Exception:  # a failing check must not stop ingestion; it is retried next tick
+            log.exception("time-driven detection failed")
 
     def _validate_one(self, message: ReceivedMessage) -> Outcome:
         return validate(
@@ -237,6 +255,7 @@ class Collector:
         metrics.committed.labels("event").inc(result.events_inserted)
         metrics.committed.labels("status").inc(len(batch.statuses))
         metrics.duplicates.inc(result.samples_duplicate)
+        metrics.alert_events.inc(result.alert_events)
         for rejected in result.dead_letters:
             metrics.dead_lettered.labels(rejected.reason).inc()
         if batch.samples:

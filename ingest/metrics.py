@@ -18,6 +18,9 @@ class CollectorMetrics:
             ["kind"],
             registry=r,
         )
+        self.alert_events = Counter(
+            "liftledger_alert_events", "Alert events written by the detectors", registry=r
+        )
         self.duplicates = Counter(
             "liftledger_ingest_duplicates", "redelivered samples that created no row", registry=r
         )

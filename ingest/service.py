@@ -8,11 +8,18 @@ import threading
 import sqlalchemy as sa
 from prometheus_client import start_http_server
 
+from alerts.engine import DetectionEngine
 from core.credentials import COLLECTOR_USERNAME, service_credentials
 from core.db import create_engine_from_url, libpq_url, session_factory
 from core.models import Elevator
 from core.settings import Settings
-from ingest.collector import Collector, CollectorConfig, RegistryCache, topic_filters
+from ingest.collector import (
+    Collector,
+    CollectorConfig,
+    RegistryCache,
+    in_partition,
+    topic_filters,
+)
 from ingest.metrics import CollectorMetrics
 from ingest.subscriber import CollectorSubscriber
 from ingest.writer import BatchWriter
@@ -52,6 +59,17 @@ def run_collector(
     )
     if not registry.load_first(stop):
         return
+    detection = DetectionEngine(
+        owns_site=lambda site: in_partition(site, config.partition, config.partitions)
+    )
+
+    def on_connection_change(up: bool) -> None:
+        metrics.connected.set(1 if up else 0)
+        if up:
+            # Messages held by the broker while we were away arrive now; let them land
+            # before any elevator is judged silent.
+            detection.defer_silence(config.silence_grace_s)
+
     creds = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
     mqtt_client_id = mqtt_client_id or client_id(config)
     subscriber = CollectorSubscriber(
@@ -62,9 +80,9 @@ def run_collector(
         topic_filters=topic_filters(
             set(registry.sites_by_elevator.values()), config.partition, config.partitions
         ),
-        on_connection_change=lambda up: metrics.connected.set(1 if up else 0),
+        on_connection_change=on_connection_change,
     )
-    writer = BatchWriter(libpq_url(settings.resolved_database_url()))
+    writer = BatchWriter(libpq_url(settings.resolved_database_url()), detection=detection)
     collector = Collector(sink=writer, registry=registry, metrics=metrics, config=config)
     log.info(
         "collector %s: %d elevators registered, broker %s",

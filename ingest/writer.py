@@ -6,6 +6,10 @@ is the same batch written again through a temporary table with `INSERT … ON CO
 NOTHING`, so duplicates never become rows and the common case runs at full COPY speed
 (docs/database.md). Events, dead letters and live status ride in the same transaction.
 
+When a detection engine is attached (`alerts.engine`), it runs inside the same transaction
+over exactly the samples and events that became new rows, so alerts commit with the telemetry
+that caused them and a redelivered message, being no new row, never reaches a detector twice.
+
 Connection failures raise `DatabaseUnavailable`; the caller retries the same batch later and
 acknowledges nothing meanwhile.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import psycopg
 from psycopg import errors
@@ -42,12 +46,14 @@ _STAGING_TABLE: Final = (
 )
 _MERGE_STAGING: Final = (
     f"INSERT INTO telemetry ({_COLUMNS_SQL}) SELECT {_COLUMNS_SQL} FROM telemetry_staging "  # noqa: S608
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING RETURNING elevator_id, boot, seq"
 )
-_INSERT_EVENT: Final = (
-    "INSERT INTO device_events (elevator_id, boot, seq, time, received_at, type, body) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (elevator_id, boot, seq) DO NOTHING"
-)
+_INSERT_EVENTS: Final = """
+INSERT INTO device_events (elevator_id, boot, seq, time, received_at, type, body)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[], %s::timestamptz[], %s::timestamptz[],
+                     %s::text[], %s::jsonb[])
+ON CONFLICT (elevator_id, boot, seq) DO NOTHING RETURNING elevator_id, boot, seq
+"""
 _INSERT_DEAD_LETTER: Final = (
     "INSERT INTO dead_letters (received_at, topic, payload, reason, detail, elevator_id) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
@@ -76,6 +82,26 @@ class DatabaseUnavailable(Exception):  # noqa: N818 - reads as a state
     """The database cannot be reached or lost the connection; retry the batch later."""
 
 
+class Detection(Protocol):
+    """What the writer needs from the detection engine (`alerts.engine.DetectionEngine`)."""
+
+    def process(
+        self,
+        conn: psycopg.Connection[Any],
+        samples: Sequence[Sample],
+        events: Sequence[Event],
+        statuses: Sequence[Status],
+        rejected: Sequence[Rejected],
+    ) -> Sequence[object]:
+        """Detect over new rows and write alerts; returns the alert events written."""
+
+    def tick(self, conn: psycopg.Connection[Any]) -> Sequence[object]:
+        """Run the time-driven checks; returns the alert events written."""
+
+    def invalidate(self) -> None:
+        """A transaction did not commit; in-memory state must be rebuilt."""
+
+
 @dataclass(slots=True)
 class Batch:
     """Validated messages to commit together."""
@@ -94,6 +120,7 @@ class WriteResult:
     samples_duplicate: int
     events_inserted: int
     dead_letters: Sequence[Rejected]  # including values the database itself refused
+    alert_events: int = 0
 
 
 def _row(sample: Sample) -> tuple[Any, ...]:
@@ -120,9 +147,12 @@ def _refused(item: Sample | Event, problem: str) -> Rejected:
 class BatchWriter:
     """Writes batches over one psycopg connection, reconnecting when it is lost."""
 
-    def __init__(self, conninfo: str, *, connect_timeout_s: int = 5) -> None:
+    def __init__(
+        self, conninfo: str, *, connect_timeout_s: int = 5, detection: Detection | None = None
+    ) -> None:
         self._conninfo = conninfo
         self._connect_timeout_s = connect_timeout_s
+        self._detection = detection
         self._conn: psycopg.Connection[Any] | None = None
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -143,6 +173,34 @@ class BatchWriter:
 
     def write(self, batch: Batch) -> WriteResult:
         """Commit `batch` in one transaction; raises `DatabaseUnavailable` to be retried."""
+        try:
+            return self._write_or_isolate(batch)
+        except BaseException:
+            # Detectors may have seen part of a batch that did not commit.
+            if self._detection is not None:
+                self._detection.invalidate()
+            raise
+
+    def tick(self) -> int:
+        """Run the detection engine's time-driven checks in their own transaction."""
+        if self._detection is None:
+            return 0
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                return len(self._detection.tick(conn))
+        except psycopg.Error as exc:
+            self._detection.invalidate()
+            if (
+                conn.closed
+                or conn.broken
+                or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+            ):
+                self.close()
+                raise DatabaseUnavailable(_first_line(exc)) from exc
+            raise
+
+    def _write_or_isolate(self, batch: Batch) -> WriteResult:
         conn = self._connection()
         try:
             return self._write(conn, batch)
@@ -153,6 +211,8 @@ class BatchWriter:
             if conn.closed or conn.broken:
                 self.close()
                 raise DatabaseUnavailable(_first_line(exc)) from exc
+        if self._detection is not None:
+            self._detection.invalidate()
         # The database refused a value that passed validation: find it, dead-letter it, and
         # commit the rest, so one bad row never blocks the stream.
         try:
@@ -166,15 +226,21 @@ class BatchWriter:
             # A repeat inside the batch fails the COPY like any redelivery and is absorbed by
             # the fallback's ON CONFLICT DO NOTHING.
             samples = batch.samples
-            inserted = self._write_samples(conn, samples)
-            events = self._write_events(conn, batch.events)
+            new_samples = self._write_samples(conn, samples)
+            new_events = self._write_events(conn, batch.events)
             self._write_dead_letters(conn, batch.rejected)
             self._write_status(conn, samples, batch.statuses)
+            alert_events: Sequence[object] = ()
+            if self._detection is not None:
+                alert_events = self._detection.process(
+                    conn, new_samples, new_events, batch.statuses, batch.rejected
+                )
         return WriteResult(
-            samples_inserted=inserted,
-            samples_duplicate=len(batch.samples) - inserted,
-            events_inserted=events,
+            samples_inserted=len(new_samples),
+            samples_duplicate=len(batch.samples) - len(new_samples),
+            events_inserted=len(new_events),
             dead_letters=batch.rejected,
+            alert_events=len(alert_events),
         )
 
     def _isolate_refused(self, conn: psycopg.Connection[Any], batch: Batch) -> Batch:
@@ -206,22 +272,31 @@ class BatchWriter:
             return _first_line(exc)
         return None
 
-    def _write_samples(self, conn: psycopg.Connection[Any], samples: Sequence[Sample]) -> int:
+    def _write_samples(
+        self, conn: psycopg.Connection[Any], samples: Sequence[Sample]
+    ) -> Sequence[Sample]:
+        """Store `samples`; returns those that became new rows (not redeliveries)."""
         if not samples:
-            return 0
+            return ()
         try:
             with conn.transaction(), conn.cursor() as cur:
                 self._copy(cur, _COPY_TELEMETRY, samples)
-            return len(samples)
+            return samples
         except errors.UniqueViolation:
             pass
         with conn.cursor() as cur:
             cur.execute(_STAGING_TABLE)
             self._copy(cur, _COPY_STAGING, samples)
             cur.execute(_MERGE_STAGING)
-            inserted = cur.rowcount
+            inserted = set(cur.fetchall())
             cur.execute("TRUNCATE telemetry_staging")
-        return inserted
+        new: list[Sample] = []
+        for sample in samples:
+            key = (sample.elevator, sample.data.boot, sample.data.seq)
+            if key in inserted:
+                inserted.discard(key)  # a repeat inside the batch counts once
+                new.append(sample)
+        return new
 
     @staticmethod
     def _copy(cur: psycopg.Cursor[Any], statement: str, samples: Sequence[Sample]) -> None:
@@ -231,19 +306,31 @@ class BatchWriter:
                 copy.write_row(_row(sample))
 
     @staticmethod
-    def _write_events(conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+    def _write_events(conn: psycopg.Connection[Any], events: Sequence[Event]) -> Sequence[Event]:
+        """Store `events`; returns those that became new rows (not redeliveries)."""
         if not events:
-            return 0
+            return ()
         with conn.cursor() as cur:
-            cur.executemany(
-                _INSERT_EVENT,
-                [
-                    (e.elevator, e.boot, e.seq, e.time, e.received_at, e.type, Jsonb(e.body))
-                    for e in events
-                ],
-                returning=False,
+            cur.execute(
+                _INSERT_EVENTS,
+                (
+                    [e.elevator for e in events],
+                    [e.boot for e in events],
+                    [e.seq for e in events],
+                    [e.time for e in events],
+                    [e.received_at for e in events],
+                    [e.type for e in events],
+                    [Jsonb(e.body) for e in events],
+                ),
             )
-            return max(cur.rowcount, 0)
+            inserted = set(cur.fetchall())
+        new: list[Event] = []
+        for event in events:
+            key = (event.elevator, event.boot, event.seq)
+            if key in inserted:
+                inserted.discard(key)
+                new.append(event)
+        return new
 
     @staticmethod
     def _write_dead_letters(conn: psycopg.Connection[Any], rejected: Sequence[Rejected]) -> None:

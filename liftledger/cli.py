@@ -15,10 +15,17 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import psycopg
+
+from alerts.notifier import NotifierConfig
+from alerts.service import run_notifier
+from alerts.webhooks import active_subscriptions, add_subscription, remove_subscription
 from core.credentials import device_credentials
-from core.db import create_engine_from_url, session_factory, translate_connect_errors
+from core.db import create_engine_from_url, libpq_url, session_factory, translate_connect_errors
 from core.errors import ConfigError, LiftLedgerError, RegistryError
+from core.faults import FAULTS_BY_NAME, Severity
 from core.migrate import current_revision, head_revision, upgrade
 from core.registry import (
     SAMPLE_REGISTRY,
@@ -169,6 +176,86 @@ def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- notifier and webhooks ---------------------------------------------------------------------
+
+
+def _run_until_signal(run: Callable[[threading.Event], None]) -> int:
+    _configure_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    run(stop)
+    return 0
+
+
+def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
+    """Deliver alert events (MQTT alert topic, webhooks) and run escalation timers."""
+    config = NotifierConfig(
+        escalation_interval_s=args.escalation_interval,
+        maintenance_interval_s=args.maintenance_interval,
+    )
+    return _run_until_signal(lambda stop: run_notifier(settings, config, stop=stop))
+
+
+def _csv_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _fault_types(text: str) -> list[str]:
+    types = _csv_list(text)
+    unknown = sorted(set(types) - set(FAULTS_BY_NAME))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown fault type(s): {', '.join(unknown)}")
+    return types
+
+
+def _database_connection(settings: Settings) -> psycopg.Connection[Any]:
+    url = settings.resolved_database_url()
+    with translate_connect_errors(url):
+        return psycopg.connect(libpq_url(url), connect_timeout=5)
+
+
+def cmd_webhooks_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Register a webhook; prints its signing secret once."""
+    secret = args.secret_file.read_text().strip() if args.secret_file else None
+    with _database_connection(settings) as conn:
+        sub = add_subscription(
+            conn,
+            name=args.name,
+            url=args.url,
+            sites=args.sites,
+            types=args.types,
+            events=args.events,
+            min_severity=Severity(args.min_severity),
+            secret=secret,
+        )
+    _say(f"webhook {sub.name} -> {sub.url}")
+    if secret is None:
+        _say(f"signing secret (shown once): {sub.secret}")
+    return 0
+
+
+def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List active webhooks."""
+    with _database_connection(settings) as conn:
+        for sub in active_subscriptions(conn):
+            wanted = sub.wanted
+            _say(
+                f"{sub.name}\t{sub.url}\tsites={','.join(wanted.sites or ['*'])}"
+                f"\ttypes={','.join(wanted.types or ['*'])}"
+                f"\tevents={','.join(wanted.events or ['*'])}\tmin={wanted.min_severity}"
+            )
+    return 0
+
+
+def cmd_webhooks_remove(args: argparse.Namespace, settings: Settings) -> int:
+    """Stop sending to a webhook."""
+    with _database_connection(settings) as conn:
+        remove_subscription(conn, args.name)
+    _say(f"webhook {args.name} removed")
+    return 0
+
+
 def _configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -236,6 +323,38 @@ def _iso_time(text: str) -> dt.datetime:
 # -- wiring ----------------------------------------------------------------------------------
 
 
+def _add_alert_commands(commands: Any) -> None:
+    """`notifier` and `webhooks …`."""
+    notifier = commands.add_parser("notifier", help=cmd_notifier.__doc__)
+    notifier.add_argument(
+        "--escalation-interval", type=float, default=1.0, help="seconds between checks"
+    )
+    notifier.add_argument(
+        "--maintenance-interval", type=float, default=60.0, help="seconds between sweeps"
+    )
+    notifier.set_defaults(handler=cmd_notifier)
+
+    webhooks = commands.add_parser("webhooks", help="alert webhooks")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    add = webhook_commands.add_parser("add", help=cmd_webhooks_add.__doc__)
+    add.add_argument("name")
+    add.add_argument("url")
+    add.add_argument("--sites", type=_csv_list, help="only these sites (comma-separated)")
+    add.add_argument("--types", type=_fault_types, help="only these fault types")
+    add.add_argument("--events", type=_csv_list, help="only these events (opened, escalated…)")
+    add.add_argument(
+        "--min-severity", choices=[s.value for s in Severity], default=Severity.INFO.value
+    )
+    add.add_argument("--secret-file", type=Path, help="read the signing secret from this file")
+    add.set_defaults(handler=cmd_webhooks_add)
+    webhook_commands.add_parser("list", help=cmd_webhooks_list.__doc__).set_defaults(
+        handler=cmd_webhooks_list
+    )
+    remove = webhook_commands.add_parser("remove", help=cmd_webhooks_remove.__doc__)
+    remove.add_argument("name")
+    remove.set_defaults(handler=cmd_webhooks_remove)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="liftledger", description=__doc__)
@@ -282,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
         "keeps one persistent session per id",
     )
     collector.set_defaults(handler=cmd_collector)
+
+    _add_alert_commands(commands)
 
     sim = commands.add_parser("simulate", help=cmd_simulate.__doc__)
     fleet = sim.add_mutually_exclusive_group()

@@ -68,6 +68,9 @@ class FlakySink:
         self.batch_sizes.append(len(batch.samples))
         return WriteResult(len(batch.samples), 0, 0, batch.rejected)
 
+    def tick(self) -> int:
+        return 0
+
 
 def _collector(source: FakeSource, sink: FlakySink, **config: float) -> Collector:
     registry = RegistryCache(lambda: {"e1": "s1"}, refresh_s=60, unknown_refresh_s=60)

@@ -1,0 +1,40 @@
+"""Build the notifier from the settings and run it (`liftledger notifier`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from alerts.mqtt_alerts import AlertPublisher
+from alerts.notifier import Notifier, NotifierConfig
+from core.credentials import PLATFORM_USERNAME, service_credentials
+from core.db import libpq_url
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_notifier(
+    settings: Settings,
+    config: NotifierConfig,
+    *,
+    stop: threading.Event,
+    client_id: str = "liftledger-notifier",
+) -> None:
+    """Run the notifier until `stop` is set."""
+    creds = service_credentials(settings.secret("mqtt_secret"), PLATFORM_USERNAME)
+    publisher = AlertPublisher(
+        mqtt_url=settings.resolved_mqtt_url(),
+        username=creds.username,
+        password=creds.password,
+        client_id=client_id,
+    )
+    notifier = Notifier(
+        conninfo=libpq_url(settings.resolved_database_url()), publisher=publisher, config=config
+    )
+    log.info("notifier: broker %s", settings.resolved_mqtt_url())
+    publisher.start()
+    try:
+        notifier.run(stop)
+    finally:
+        publisher.stop()

@@ -1,0 +1,271 @@
+"""The alert store: detector signals, crew actions and escalations applied to the database.
+
+Every function works inside the caller's transaction on a psycopg connection and returns the
+`alert_events` it wrote; `record_in_ledger` appends them to the ledger in the same
+transaction, so an alert change, its event and its ledger entry commit together or not at all.
+
+Lifecycle (SPEC §4): a raise opens an alert, or updates the unresolved one of that
+(elevator, type) — reactivating it when its condition had cleared. The partial unique index
+`ux_alerts_one_unresolved_per_elevator_type` makes a second unresolved alert impossible
+whatever the code does. Critical alerts get their escalation deadlines when they open (or
+become critical). Workflow: open → acknowledged → on_site → resolved, or false_alarm from any
+unresolved state; each step records who and when.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from alerts.detector import AlertSignal
+from core.errors import LiftLedgerError
+from core.faults import SEVERITY_RANK, Severity
+from core.models import UNRESOLVED_ALERT_STATUSES
+from ledger.entries import PendingEntry, append_entries
+
+UNRESOLVED: Final = list(UNRESOLVED_ALERT_STATUSES)
+# The step each workflow action takes, and the statuses it may start from.
+WORKFLOW: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
+    "acknowledge": ("acknowledged", ("open",)),
+    "on_site": ("on_site", ("acknowledged",)),
+    "resolve": ("resolved", ("acknowledged", "on_site")),
+    "false_alarm": ("false_alarm", ("open", "acknowledged", "on_site")),
+}
+_WORKFLOW_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
+    "acknowledged": ("acknowledged_at", "acknowledged_by"),
+    "on_site": ("on_site_at", "on_site_by"),
+    "resolved": ("closed_at", "closed_by"),
+    "false_alarm": ("closed_at", "closed_by"),
+}
+_ALERT_COLUMNS: Final = "id, elevator_id, site_id, type, severity, condition, status"
+
+
+class WorkflowError(LiftLedgerError):
+    """A workflow step that the alert's current status does not allow."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEventRecord:
+    """One row written to `alert_events`, with what the ledger entry needs."""
+
+    event_id: int
+    alert_id: int
+    kind: str
+    time: dt.datetime
+    elevator_id: str
+    site_id: str
+    type: str
+    severity: str
+    actor_user_id: int | None
+    details: Mapping[str, Any]
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _one(row: dict[str, Any] | None) -> dict[str, Any]:
+    if row is None:  # a RETURNING of a row we hold locked cannot be empty
+        raise RuntimeError("expected a row")
+    return row
+
+
+def _insert_event(
+    cur: psycopg.Cursor[Any],
+    alert: Mapping[str, Any],
+    kind: str,
+    at: dt.datetime,
+    details: Mapping[str, Any],
+    *,
+    actor: int | None = None,
+) -> AlertEventRecord:
+    row = cur.execute(
+        "INSERT INTO alert_events (alert_id, time, kind, actor_user_id, details) "
+        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (alert["id"], at, kind, actor, Jsonb(dict(details))),
+    ).fetchone()
+    return AlertEventRecord(
+        event_id=int(_one(row)["id"]),
+        alert_id=int(alert["id"]),
+        kind=kind,
+        time=at,
+        elevator_id=alert["elevator_id"],
+        site_id=alert["site_id"],
+        type=alert["type"],
+        severity=alert["severity"],
+        actor_user_id=actor,
+        details=dict(details),
+    )
+
+
+def _deadlines(
+    severity: Severity, at: dt.datetime, thresholds: Mapping[str, float]
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    if severity is not Severity.CRITICAL:
+        return None, None
+    return (
+        at + dt.timedelta(seconds=thresholds["escalate_ack_s"]),
+        at + dt.timedelta(seconds=thresholds["escalate_on_site_s"]),
+    )
+
+
+def apply_signal(
+    conn: psycopg.Connection[Any], signal: AlertSignal, thresholds: Mapping[str, float]
+) -> AlertEventRecord | None:
+    """Apply one detector signal; returns the event it caused, if any."""
+    if signal.action == "raise":
+        return _raise(conn, signal, thresholds)
+    return _clear(conn, signal)
+
+
+def _raise(
+    conn: psycopg.Connection[Any], signal: AlertSignal, thresholds: Mapping[str, float]
+) -> AlertEventRecord | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        current = cur.execute(
+            f"SELECT {_ALERT_COLUMNS}, ack_due_at FROM alerts "  # noqa: S608
+            "WHERE elevator_id = %s AND type = %s AND status = ANY(%s) FOR UPDATE",
+            (signal.elevator, signal.type, UNRESOLVED),
+        ).fetchone()
+        if current is None:
+            ack_due, on_site_due = _deadlines(signal.severity, signal.at, thresholds)
+            opened = cur.execute(
+                "INSERT INTO alerts (elevator_id, site_id, type, severity, opened_at, "  # noqa: S608 - constant columns
+                "last_active_at, ack_due_at, on_site_due_at, details) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (elevator_id, type) "
+                "WHERE status IN ('open', 'acknowledged', 'on_site') DO NOTHING "
+                f"RETURNING {_ALERT_COLUMNS}",
+                (signal.elevator, signal.site, signal.type, signal.severity.value, signal.at,
+                 signal.at, ack_due, on_site_due, Jsonb(dict(signal.details))),
+            ).fetchone()  # fmt: skip
+            if opened is not None:
+                return _insert_event(cur, opened, "opened", signal.at, signal.details)
+            # Another writer opened it between our read and insert: update that one instead.
+            return _raise(conn, signal, thresholds)
+        higher = SEVERITY_RANK[signal.severity] > SEVERITY_RANK[Severity(current["severity"])]
+        severity = signal.severity.value if higher else current["severity"]
+        ack_due, on_site_due = _deadlines(Severity(severity), signal.at, thresholds)
+        reactivated = current["condition"] == "cleared"
+        updated = cur.execute(
+            "UPDATE alerts SET condition = 'active', cleared_at = NULL, last_active_at = %s, "  # noqa: S608 - constant columns
+            "severity = %s, occurrences = occurrences + %s, "
+            "ack_due_at = coalesce(ack_due_at, %s), on_site_due_at = coalesce(on_site_due_at, %s) "
+            f"WHERE id = %s RETURNING {_ALERT_COLUMNS}",
+            (signal.at, severity, 1 if reactivated else 0, ack_due, on_site_due, current["id"]),
+        ).fetchone()
+        updated = _one(updated)
+        if reactivated:
+            return _insert_event(cur, updated, "reactivated", signal.at, signal.details)
+        if higher:
+            details = {**signal.details, "severity_from": current["severity"]}
+            return _insert_event(cur, updated, "updated", signal.at, details)
+        return None
+
+
+def _clear(conn: psycopg.Connection[Any], signal: AlertSignal) -> AlertEventRecord | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cleared = cur.execute(
+            "UPDATE alerts SET condition = 'cleared', cleared_at = %s "  # noqa: S608 - constant columns
+            "WHERE id = (SELECT id FROM alerts WHERE elevator_id = %s AND type = %s "
+            "            AND condition = 'active' ORDER BY opened_at DESC LIMIT 1) "
+            f"RETURNING {_ALERT_COLUMNS}",
+            (signal.at, signal.elevator, signal.type),
+        ).fetchone()
+        if cleared is None:
+            return None
+        return _insert_event(cur, cleared, "cleared", signal.at, signal.details)
+
+
+def advance_workflow(
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    action: str,
+    *,
+    user_id: int,
+    at: dt.datetime,
+    note: str | None = None,
+) -> AlertEventRecord:
+    """Take one workflow step (`acknowledge`, `on_site`, `resolve`, `false_alarm`)."""
+    if action not in WORKFLOW:
+        raise WorkflowError(f"unknown workflow action {action!r}", code="unknown_action")
+    status, allowed_from = WORKFLOW[action]
+    at_column, by_column = _WORKFLOW_COLUMNS[status]
+    with conn.cursor(row_factory=dict_row) as cur:
+        current = cur.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s FOR UPDATE",  # noqa: S608
+            (alert_id,),
+        ).fetchone()
+        if current is None:
+            raise WorkflowError(f"alert {alert_id} does not exist", code="alert_not_found")
+        if current["status"] not in allowed_from:
+            raise WorkflowError(
+                f"alert {alert_id} is {current['status']}; {action} needs "
+                + " or ".join(allowed_from),
+                code="invalid_transition",
+            )
+        updated = cur.execute(
+            f"UPDATE alerts SET status = %s, {at_column} = %s, {by_column} = %s "  # noqa: S608
+            f"WHERE id = %s RETURNING {_ALERT_COLUMNS}",
+            (status, at, user_id, alert_id),
+        ).fetchone()
+        updated = _one(updated)
+        details = {"from": current["status"]} | ({"note": note} if note else {})
+        return _insert_event(cur, updated, status, at, details, actor=user_id)
+
+
+def escalate_due(conn: psycopg.Connection[Any], now: dt.datetime) -> list[AlertEventRecord]:
+    """Escalate critical alerts past their acknowledge or on-site deadline (once each)."""
+    events: list[AlertEventRecord] = []
+    stages = (
+        ("acknowledge", "ack_escalated_at", "ack_due_at", ["open"]),
+        ("on_site", "on_site_escalated_at", "on_site_due_at", ["open", "acknowledged"]),
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        for stage, flag, due, statuses in stages:
+            rows = cur.execute(
+                f"UPDATE alerts SET {flag} = %s WHERE {flag} IS NULL AND {due} <= %s "  # noqa: S608
+                f"AND status = ANY(%s) RETURNING {_ALERT_COLUMNS}, {due} AS due_at",
+                (now, now, statuses),
+            ).fetchall()
+            for row in sorted(rows, key=lambda r: r["id"]):
+                details = {"stage": stage, "due_at": _iso(row["due_at"])}
+                events.append(_insert_event(cur, row, "escalated", now, details))
+    return events
+
+
+def alert_event_entry(event: AlertEventRecord) -> PendingEntry:
+    """The ledger entry of an alert event (SPEC §5: every alert event is anchored)."""
+    return PendingEntry(
+        kind="alert_event",
+        source_table="alert_events",
+        source_id=event.event_id,
+        elevator_id=event.elevator_id,
+        content={
+            "alert_event_id": event.event_id,
+            "alert_id": event.alert_id,
+            "event": event.kind,
+            "time": _iso(event.time),
+            "elevator": event.elevator_id,
+            "site": event.site_id,
+            "type": event.type,
+            "severity": event.severity,
+            "actor_user_id": event.actor_user_id,
+            "details": dict(event.details),
+        },
+    )
+
+
+def record_in_ledger(conn: psycopg.Connection[Any], events: Sequence[AlertEventRecord]) -> None:
+    """Append the ledger entries of `events`, in the caller's transaction."""
+    append_entries(conn, [alert_event_entry(event) for event in events])

@@ -1,0 +1,257 @@
+"""Webhook subscriptions and their delivery log (at-least-once, signed, retried).
+
+Each alert notice a subscription selects becomes one `webhook_deliveries` row, enqueued in the
+same transaction that advances the `webhooks` cursor, so nothing is skipped or enqueued twice.
+A delivery is an HTTP POST of the notice JSON with:
+
+- `X-LiftLedger-Timestamp`: Unix seconds at sending;
+- `X-LiftLedger-Signature`: `sha256=` + hex HMAC-SHA256(secret, timestamp + "." + body), so a
+  receiver can check origin and freshness (reject old timestamps to stop replays);
+- `Idempotency-Key`: `alert-event-{id}`, the same on every retry, so a receiver can drop repeats;
+- `X-LiftLedger-Event` and `X-LiftLedger-Seq`.
+
+A 2xx answer marks it delivered; anything else (or no answer) is retried with exponential
+back-off plus jitter, up to `MAX_ATTEMPTS`, then marked failed with the last status and error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import random
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+from psycopg.rows import dict_row
+
+from alerts.feed import AlertNotice, NoticeFilter, notice_of
+from core.errors import LiftLedgerError
+from core.faults import Severity
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS: Final = 10
+BACKOFF_BASE_S: Final = 2.0
+BACKOFF_MAX_S: Final = 600.0
+REQUEST_TIMEOUT_S: Final = 5.0
+USER_AGENT: Final = "LiftLedger-Webhook/1"
+
+
+class WebhookError(LiftLedgerError):
+    """A webhook subscription that cannot be created or found."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A webhook endpoint and what it wants."""
+
+    id: int
+    name: str
+    url: str
+    secret: str
+    wanted: NoticeFilter
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one HTTP attempt returned."""
+
+    ok: bool
+    status_code: int | None
+    error: str | None
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The `X-LiftLedger-Signature` value for `body` sent at `timestamp`."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str, timestamp: int, body: bytes, header: str, *, now: float, tolerance_s: float = 300
+) -> bool:
+    """What a receiver does: check the signature and that the timestamp is fresh."""
+    fresh = abs(now - timestamp) <= tolerance_s
+    return fresh and hmac.compare_digest(signature(secret, timestamp, body), header)
+
+
+def backoff_s(attempts: int, *, rng: random.Random | None = None) -> float:
+    """Delay before attempt `attempts + 1`: doubling from 2 s, capped at 10 min, ±20 % jitter."""
+    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+    jitter = (rng or random.Random()).random()  # noqa: S311 - spreading retries, not crypto
+    return float(delay * (0.8 + 0.4 * jitter))
+
+
+def _valid_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def add_subscription(
+    conn: psycopg.Connection[Any],
+    *,
+    name: str,
+    url: str,
+    sites: Sequence[str] | None = None,
+    types: Sequence[str] | None = None,
+    events: Sequence[str] | None = None,
+    min_severity: Severity = Severity.INFO,
+    secret: str | None = None,
+) -> Subscription:
+    """Register a webhook; returns it with its signing secret (generated when not given)."""
+    if not _valid_url(url):
+        raise WebhookError(f"webhook URL must start with http:// or https://, got {url!r}")
+    secret = secret or secrets.token_urlsafe(32)
+    with conn.cursor() as cur:
+        row = cur.execute(
+            "INSERT INTO webhook_subscriptions (name, url, secret, sites, types, kinds, "
+            "min_severity) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING "
+            "RETURNING id",
+            (name, url, secret, sites, types, events, min_severity.value),
+        ).fetchone()
+    if row is None:
+        raise WebhookError(f"a webhook named {name!r} already exists")
+    wanted = NoticeFilter(sites, types, events, min_severity)
+    return Subscription(int(row[0]), name, url, secret, wanted)
+
+
+def remove_subscription(conn: psycopg.Connection[Any], name: str) -> None:
+    """Stop sending to a webhook (its delivery log is kept)."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE webhook_subscriptions SET active = false WHERE name = %s", (name,))
+        if cur.rowcount == 0:
+            raise WebhookError(f"no webhook named {name!r}")
+
+
+def active_subscriptions(conn: psycopg.Connection[Any]) -> list[Subscription]:
+    """Every active webhook."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT id, name, url, secret, sites, types, kinds, min_severity "
+            "FROM webhook_subscriptions WHERE active ORDER BY id"
+        ).fetchall()
+    return [
+        Subscription(
+            id=row["id"],
+            name=row["name"],
+            url=row["url"],
+            secret=row["secret"],
+            wanted=NoticeFilter(
+                row["sites"], row["types"], row["kinds"], Severity(row["min_severity"])
+            ),
+        )
+        for row in rows
+    ]
+
+
+def enqueue(
+    conn: psycopg.Connection[Any], notices: Sequence[AlertNotice], subs: Sequence[Subscription]
+) -> int:
+    """Owe each notice to every subscription that wants it; returns deliveries created."""
+    rows = [
+        (sub.id, int(notice.body["alert_event_id"]), notice.seq)
+        for notice in notices
+        for sub in subs
+        if sub.wanted.matches(notice)
+    ]
+    if not rows:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO webhook_deliveries (subscription_id, alert_event_id, ledger_seq) "
+            "VALUES (%s, %s, %s) ON CONFLICT (subscription_id, alert_event_id) DO NOTHING",
+            rows,
+        )
+    return len(rows)
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> DeliveryOutcome:
+    """One HTTP POST; any 2xx is success."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked at registration
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:  # noqa: S310
+            return DeliveryOutcome(200 <= response.status < 300, response.status, None)
+    except urllib.error.HTTPError as exc:
+        return DeliveryOutcome(False, exc.code, f"HTTP {exc.code}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return DeliveryOutcome(False, None, str(reason))
+
+
+Sender = Callable[[str, bytes, dict[str, str]], DeliveryOutcome]
+
+
+def deliver_due(
+    conn: psycopg.Connection[Any],
+    *,
+    send: Sender = post,
+    limit: int = 100,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Attempt every delivery that is due; returns how many were attempted.
+
+    Rows are claimed with `FOR UPDATE SKIP LOCKED`, so two notifiers never send the same
+    delivery at the same time; each attempt's outcome is committed right after it.
+    """
+    attempted = 0
+    while attempted < limit:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "SELECT d.id, d.attempts, d.ledger_seq, d.alert_event_id, s.url, s.secret, "
+                "       e.canonical "
+                "FROM webhook_deliveries d "
+                "JOIN webhook_subscriptions s ON s.id = d.subscription_id "
+                "JOIN ledger_entries e ON e.seq = d.ledger_seq "
+                "WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.active "
+                "ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
+            ).fetchone()
+            if row is None:
+                return attempted
+            notice = notice_of(row["ledger_seq"], bytes(row["canonical"]))
+            body = notice.payload()
+            stamp = int(clock())
+            outcome = send(
+                row["url"],
+                body,
+                {
+                    "Content-Type": "application/json",
+                    "User-Agent": USER_AGENT,
+                    "X-LiftLedger-Timestamp": str(stamp),
+                    "X-LiftLedger-Signature": signature(row["secret"], stamp, body),
+                    "X-LiftLedger-Event": notice.event,
+                    "X-LiftLedger-Seq": str(notice.seq),
+                    "Idempotency-Key": f"alert-event-{row['alert_event_id']}",
+                },
+            )
+            _record(cur, row["id"], row["attempts"] + 1, outcome)
+        attempted += 1
+    return attempted
+
+
+def _record(
+    cur: psycopg.Cursor[Any], delivery_id: int, attempts: int, outcome: DeliveryOutcome
+) -> None:
+    if outcome.ok:
+        cur.execute(
+            "UPDATE webhook_deliveries SET status = 'delivered', attempts = %s, "
+            "delivered_at = now(), last_status_code = %s, last_error = NULL WHERE id = %s",
+            (attempts, outcome.status_code, delivery_id),
+        )
+        return
+    status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
+    retry_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=backoff_s(attempts))
+    cur.execute(
+        "UPDATE webhook_deliveries SET status = %s, attempts = %s, next_attempt_at = %s, "
+        "last_status_code = %s, last_error = %s WHERE id = %s",
+        (status, attempts, retry_at, outcome.status_code, outcome.error, delivery_id),
+    )
+    if status == "failed":
+        log.warning("webhook delivery %d failed after %d attempts: %s", delivery_id, attempts,
+                    outcome.error)  # fmt: skip

@@ -1,0 +1,98 @@
+"""Ledger entries: what gets appended to the global Merkle log, and how.
+
+An entry is the RFC 8785 canonical JSON of a record (an alert event, a maintenance record)
+with a random salt, so a short record cannot be guessed from its hash (SPEC §5).
+`content_hash = keccak256(canonical)`; the log's leaf is the RFC 9162 §2.1.1 leaf hash of the
+content hash, `SHA-256(0x00 || content_hash)`.
+
+Appending is serialised by a transaction-level advisory lock, so `seq` is dense (no gaps from
+rolled-back transactions) and entries become visible in `seq` order: a reader that has seen
+seq N has seen everything before it, which the notifier and the anchorer rely on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+from eth_hash.auto import keccak
+
+from ledger.canonical import canonical_json
+
+ENTRY_VERSION: Final = 1
+SALT_BYTES: Final = 16
+LEAF_PREFIX: Final = b"\x00"
+# pg_advisory_xact_lock key of the ledger's single appender ("LEDGER" in ASCII).
+LEDGER_LOCK_KEY: Final = 0x4C4544474552
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """A record to append: its kind, where it lives and its content (without salt)."""
+
+    kind: str
+    source_table: str
+    source_id: int
+    elevator_id: str | None
+    content: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendedEntry:
+    """An entry as stored."""
+
+    seq: int
+    kind: str
+    canonical: bytes
+    content_hash: bytes
+    leaf_hash: bytes
+
+
+def entry_bytes(kind: str, content: Mapping[str, Any], salt: str) -> bytes:
+    """The canonical bytes of an entry."""
+    return canonical_json({"v": ENTRY_VERSION, "kind": kind, "salt": salt, **content})
+
+
+def content_hash(canonical: bytes) -> bytes:
+    """keccak256 of the canonical bytes (SPEC §5)."""
+    return keccak(canonical)
+
+
+def leaf_hash(content: bytes) -> bytes:
+    """RFC 9162 §2.1.1 leaf hash of an entry's content hash."""
+    return hashlib.sha256(LEAF_PREFIX + content).digest()
+
+
+def append_entries(
+    conn: psycopg.Connection[Any], pending: Sequence[PendingEntry]
+) -> list[AppendedEntry]:
+    """Append `pending` in order inside the caller's transaction; returns them with seq."""
+    if not pending:
+        return []
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
+        row = cur.execute("SELECT coalesce(max(seq), -1) + 1 FROM ledger_entries").fetchone()
+        next_seq = int(row[0]) if row else 0
+        appended: list[AppendedEntry] = []
+        rows = []
+        for offset, item in enumerate(pending):
+            canonical = entry_bytes(item.kind, item.content, secrets.token_hex(SALT_BYTES))
+            digest = content_hash(canonical)
+            entry = AppendedEntry(
+                next_seq + offset, item.kind, canonical, digest, leaf_hash(digest)
+            )
+            appended.append(entry)
+            rows.append(
+                (entry.seq, item.kind, item.source_table, item.source_id, item.elevator_id,
+                 canonical, digest, entry.leaf_hash)
+            )  # fmt: skip
+        cur.executemany(
+            "INSERT INTO ledger_entries (seq, kind, source_table, source_id, elevator_id, "
+            "canonical, content_hash, leaf_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+    return appended
