@@ -19,7 +19,9 @@ from typing import Final
 
 COLLECTOR_USERNAME: Final = "svc.collector"
 PLATFORM_USERNAME: Final = "svc.platform"
-SERVICE_USERNAMES: Final = (COLLECTOR_USERNAME, PLATFORM_USERNAME)
+# Reads the alert topics only: for crew gateways, dashboards and the tests.
+ALERT_READER_USERNAME: Final = "svc.alert-reader"
+SERVICE_USERNAMES: Final = (COLLECTOR_USERNAME, PLATFORM_USERNAME, ALERT_READER_USERNAME)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 Persistence is on so queued QoS 1 messages and persistent sessions survive a restart;
 anonymous clients are refused; each elevator may only publish to its own three topics and
 read nothing; the collector account only reads device topics; the platform account only
-publishes alerts. The password file and ACL are regenerated from the registry, and the broker
+publishes alerts and the alert-reader account only reads them. The password file and ACL are regenerated from the registry, and the broker
 reloads them on SIGHUP without dropping connections.
 """
 
@@ -18,8 +18,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from core.credentials import (
+    ALERT_READER_USERNAME,
     COLLECTOR_USERNAME,
     PLATFORM_USERNAME,
+    SERVICE_USERNAMES,
     MqttCredentials,
     device_credentials,
     service_credentials,
@@ -83,6 +85,9 @@ def render_acl(elevators: Iterable[tuple[str, str]]) -> str:
         f"user {PLATFORM_USERNAME}",
         f"topic write {TOPIC_PREFIX}/+/+/alert",
         "",
+        f"user {ALERT_READER_USERNAME}",
+        f"topic read {TOPIC_PREFIX}/+/+/alert",
+        "",
     ]
     for site, elevator in elevators:
         lines.append(f"user {elevator}")
@@ -114,9 +119,7 @@ class LocalMosquitto:
         """Write the password file and ACL; True when either changed."""
         secret = self._settings.secret("mqtt_secret")
         pairs = sorted(set(elevators))
-        accounts = [
-            service_credentials(secret, name) for name in (COLLECTOR_USERNAME, PLATFORM_USERNAME)
-        ]
+        accounts = [service_credentials(secret, name) for name in SERVICE_USERNAMES]
         accounts += [device_credentials(secret, elevator) for _, elevator in pairs]
         changed = _write_if_changed(
             self.passwd, "\n".join(password_line(account) for account in accounts) + "\n"

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
 import msgspec
 import pytest
@@ -27,18 +20,15 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from core.credentials import COLLECTOR_USERNAME, service_credentials
 from core.protocol import topic_for
 from core.registry import ParsedRegistry, upsert_registry
 from core.settings import Settings
-from ingest.collector import topic_filters
 from liftledger.stack import local_postgres
 from liftledger.stack.mosquitto import LocalMosquitto
 from simulators.bad_input import bad_message
 from simulators.publisher import FleetPublisher
 from tests.integration.broker_accounts import broker_devices, identities
-from tests.integration.cli_helpers import REPO, clean_environment
-from tests.integration.mqtt_helpers import connect, open_session
+from tests.integration.collector_process import CollectorProcess
 
 SITES = ("itest-a", "itest-b", "itest-c", "itest-d")
 DEVICES = [(SITES[n % len(SITES)], f"itest-{n:03d}") for n in range(100)]
@@ -102,86 +92,11 @@ def ingest(stack_settings: Settings, test_database_url: str, engine: Engine) -> 
         yield test_database_url
 
 
-@dataclass
-class CollectorProcess:
-    """A `liftledger collector` subprocess with its own persistent MQTT session."""
-
-    settings: Settings
-    database_url: str
-    client_id: str
-    partition: tuple[int, int] = (0, 1)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> Path:
-        """The collector's log, kept for a failing test's report."""
-        return Path(tempfile.gettempdir()) / f"{self.client_id}.log"
-
-    def open_session(self) -> None:
-        """Subscribe this client id before the process starts, so nothing published from now
-        on can miss it (the collector resumes the session: clean_start=False)."""
-        part, total = self.partition
-        creds = service_credentials(self.settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
-        open_session(
-            self.settings.resolved_mqtt_url(),
-            creds.username,
-            creds.password,
-            self.client_id,
-            topic_filters(SITES, part, total),
-        )
-
-    def start(self) -> None:
-        env = clean_environment(
-            LIFTLEDGER_DATA_DIR=str(self.settings.data_dir),
-            LIFTLEDGER_DATABASE_URL=self.database_url,
-        )
-        with self.log.open("ab") as log:
-            self.process = self._spawn(env, log)
-
-    def _spawn(self, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "liftledger",
-                "collector",
-                "--client-id",
-                self.client_id,
-                "--partition",
-                f"{self.partition[0]}/{self.partition[1]}",
-            ],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.alive():
-            assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(30)
-
-    def discard_session(self) -> None:
-        """Connect once with a clean start so the broker forgets this collector's session."""
-        creds = service_credentials(self.settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
-        client = connect(
-            self.settings.resolved_mqtt_url(), creds.username, creds.password, self.client_id
-        )
-        client.close()
-
-
 @pytest.fixture
 def collector(stack_settings: Settings, ingest: str) -> Iterator[CollectorProcess]:
-    process = CollectorProcess(stack_settings, ingest, f"test-collector-{uuid.uuid4().hex[:8]}")
+    process = CollectorProcess(
+        stack_settings, ingest, f"test-collector-{uuid.uuid4().hex[:8]}", sites=SITES
+    )
     process.open_session()
     yield process
     process.stop()
@@ -328,7 +243,11 @@ def test_two_partitioned_collectors_keep_per_elevator_order(
     boot = f"scale-{uuid.uuid4().hex[:6]}"
     collectors = [
         CollectorProcess(
-            stack_settings, ingest, f"test-part-{k}-{uuid.uuid4().hex[:6]}", partition=(k, 2)
+            stack_settings,
+            ingest,
+            f"test-part-{k}-{uuid.uuid4().hex[:6]}",
+            sites=SITES,
+            partition=(k, 2),
         )
         for k in range(2)
     ]

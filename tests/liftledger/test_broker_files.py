@@ -33,3 +33,11 @@ def test_acl_lets_a_device_write_only_its_own_topics() -> None:
         "topic write lift/v1/s1/e1/status",
     ]
     assert "topic read lift/v1/+/+/telemetry" in acl.split("user svc.collector\n", 1)[1]
+
+
+def test_acl_lets_the_platform_write_and_the_alert_reader_read_only_alert_topics() -> None:
+    acl = render_acl([("s1", "e1")])
+    platform = acl.split("user svc.platform\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    reader = acl.split("user svc.alert-reader\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert platform == ["topic write lift/v1/+/+/alert"]
+    assert reader == ["topic read lift/v1/+/+/alert"]
