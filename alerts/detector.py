@@ -75,6 +75,8 @@ class ElevatorDetector:
         self.mode = "normal"
         self.last_device_s: float | None = None
         self.last_received: dt.datetime | None = None
+        # When each cleared alert's rule had stopped holding (for a rebuild to adopt).
+        self.stopped_holding_s: dict[str, float | None] = {}
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -199,6 +201,7 @@ class ElevatorDetector:
                 and t_s - raised.clear_since_s >= hysteresis_s
             )
             if clear_now:
+                self.stopped_holding_s[kind] = raised.clear_since_s
                 del self.raised[kind]
                 signals.append(self._signal(kind, "clear", raised.severity, at, None, context))
         return signals
@@ -219,8 +222,20 @@ class ElevatorDetector:
     # -- restart --------------------------------------------------------------------------------
 
     def adopt_raised(self, raised: Mapping[str, Severity]) -> None:
-        """After a rebuild: the alerts the database holds as active are the raised ones."""
-        self.raised = {
-            kind: _Raised(severity, None if kind in self.holding else self.last_device_s)
-            for kind, severity in raised.items()
-        }
+        """After a rebuild: the alerts the database holds as active are the raised ones.
+
+        A rule that the replay saw stop holding keeps that moment, so its hysteresis runs on
+        from there; one the replay never saw keeps its alert until data shows it cleared.
+        """
+        adopted: dict[str, _Raised] = {}
+        for kind, severity in raised.items():
+            if kind in self.holding:
+                since = None
+            elif kind in self.raised:
+                since = self.raised[kind].clear_since_s
+            elif kind in self.stopped_holding_s:
+                since = self.stopped_holding_s[kind]
+            else:
+                since = self.last_device_s
+            adopted[kind] = _Raised(severity, since)
+        self.raised = adopted

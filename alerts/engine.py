@@ -44,15 +44,24 @@ SELECT e.id, e.site_id, e.lowest_floor, e.highest_floor, e.floor_height_m, e.rat
 FROM elevators e JOIN sites s ON s.id = e.site_id
 WHERE e.active
 """
+# Each elevator's newest samples, walking the (elevator_id, time DESC) index: a bounded
+# read however much telemetry the lookback window holds.
 _REPLAY_SAMPLES: Final = """
-SELECT elevator_id, time, received_at, floor, pos_m, speed_mps, door, door_zone, door_lock,
-       safety_chain, power, occupied, mode, vib_mg, motor_c, brake_c, level_mm
-FROM telemetry WHERE time > %s AND elevator_id = ANY(%s) ORDER BY elevator_id, time, boot, seq
+SELECT t.* FROM unnest(%s::text[]) AS e(id) CROSS JOIN LATERAL (
+    SELECT elevator_id, time, received_at, boot, seq, floor, pos_m, speed_mps, door, door_zone,
+           door_lock, safety_chain, power, occupied, mode, vib_mg, motor_c, brake_c, level_mm
+    FROM telemetry WHERE elevator_id = e.id AND time > %s ORDER BY time DESC LIMIT %s
+) AS t
 """
 _REPLAY_EVENTS: Final = """
-SELECT elevator_id, time, received_at, type, body FROM device_events
-WHERE time > %s AND elevator_id = ANY(%s) ORDER BY elevator_id, time, boot, seq
+SELECT t.* FROM unnest(%s::text[]) AS e(id) CROSS JOIN LATERAL (
+    SELECT elevator_id, time, received_at, boot, seq, type, body FROM device_events
+    WHERE elevator_id = e.id AND time > %s ORDER BY time DESC, boot, seq LIMIT %s
+) AS t
 """
+# At 1 Hz this covers the replay window; idle elevators need far fewer.
+REPLAY_MAX_SAMPLES: Final = 360
+REPLAY_MAX_EVENTS: Final = 100
 _ACTIVE_ALERTS: Final = """
 SELECT DISTINCT ON (elevator_id, type) elevator_id, type, severity, condition,
        details ->> 'cause' AS cause
@@ -135,6 +144,11 @@ class DetectionEngine:
 
     # -- state ----------------------------------------------------------------------------------
 
+    def prepare(self, conn: psycopg.Connection[Any]) -> None:
+        """Called at the start of each write transaction: rebuild first if needed."""
+        if not self.ready:
+            self.rebuild(conn)
+
     def invalidate(self) -> None:
         """The last transaction did not commit: rebuild before detecting again."""
         self.ready = False
@@ -152,8 +166,10 @@ class DetectionEngine:
         elevators = list(self.detectors)
         since = self._clock() - dt.timedelta(seconds=REPLAY_LOOKBACK_S)
         with conn.cursor(row_factory=dict_row) as cur:
-            samples = cur.execute(_REPLAY_SAMPLES, (since, elevators)).fetchall()
-            events = cur.execute(_REPLAY_EVENTS, (since, elevators)).fetchall()
+            samples = cur.execute(
+                _REPLAY_SAMPLES, (elevators, since, REPLAY_MAX_SAMPLES)
+            ).fetchall()
+            events = cur.execute(_REPLAY_EVENTS, (elevators, since, REPLAY_MAX_EVENTS)).fetchall()
             active = cur.execute(_ACTIVE_ALERTS, (elevators,)).fetchall()
             last_seen: dict[str, dt.datetime | None] = {}
             for row in cur.execute(_LAST_SEEN, (elevators,)).fetchall():
@@ -190,11 +206,14 @@ class DetectionEngine:
     ) -> None:
         latest: dict[str, float] = {}
         for row in samples:
-            latest[row["elevator_id"]] = row["time"].timestamp()
+            t_s = row["time"].timestamp()
+            latest[row["elevator_id"]] = max(t_s, latest.get(row["elevator_id"], t_s))
         merged: list[tuple[float, int, Mapping[str, Any]]] = [
             (row["time"].timestamp(), 0, row) for row in samples
         ] + [(row["time"].timestamp(), 1, row) for row in events]
-        merged.sort(key=lambda item: (item[2]["elevator_id"], item[0], item[1]))
+        merged.sort(
+            key=lambda item: (item[2]["elevator_id"], item[0], item[2]["boot"], item[2]["seq"])
+        )
         for t_s, kind, row in merged:
             detector = self.detectors.get(row["elevator_id"])
             end = latest.get(row["elevator_id"], t_s)

@@ -7,7 +7,8 @@ Tables by domain:
 - alerts: `alerts`, `alert_events`;
 - notifications: `notification_cursors`, `webhook_subscriptions`, `webhook_deliveries`;
 - maintenance: `maintenance_records`;
-- ledger: `ledger_entries` (append-only, enforced by a trigger), `anchors`.
+- ledger: `ledger_entries` (append-only, enforced by a trigger), `anchors`,
+  `contract_deployments`.
 
 `telemetry` is written by binary COPY, never through the ORM; its model exists for reads
 and for schema checks.
@@ -422,16 +423,38 @@ class LedgerEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
 
 
+class ContractDeployment(Base):
+    """Where the anchor contract lives; the newest row of a chain is the one in use."""
+
+    __tablename__ = "contract_deployments"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    chain_id: Mapped[int] = mapped_column(sa.BigInteger)
+    address: Mapped[str] = mapped_column(sa.Text, unique=True)
+    deploy_tx: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    block_number: Mapped[int] = mapped_column(sa.BigInteger)
+    admin: Mapped[str] = mapped_column(sa.Text)
+    anchorer: Mapped[str] = mapped_column(sa.Text)
+    deployed_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+
+
 class Anchor(Base):
     """One anchoring transaction of the log head; the signed bytes are stored before sending."""
 
     __tablename__ = "anchors"
     __table_args__ = (
         sa.CheckConstraint("status IN ('signed', 'sent', 'confirmed', 'failed')", name="status"),
+        # One live anchor per size; a failed one may be followed by another for that size.
+        sa.Index(
+            "ux_anchors_tree_size_live",
+            "tree_size",
+            unique=True,
+            postgresql_where=sa.text("status <> 'failed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    tree_size: Mapped[int] = mapped_column(sa.BigInteger, unique=True)
+    tree_size: Mapped[int] = mapped_column(sa.BigInteger)
     previous_size: Mapped[int] = mapped_column(sa.BigInteger)
     root: Mapped[bytes] = mapped_column(sa.LargeBinary)
     status: Mapped[str] = mapped_column(sa.Text)

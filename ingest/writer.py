@@ -85,6 +85,9 @@ class DatabaseUnavailable(Exception):  # noqa: N818 - reads as a state
 class Detection(Protocol):
     """What the writer needs from the detection engine (`alerts.engine.DetectionEngine`)."""
 
+    def prepare(self, conn: psycopg.Connection[Any]) -> None:
+        """Rebuild in-memory state if needed, before this transaction writes anything."""
+
     def process(
         self,
         conn: psycopg.Connection[Any],
@@ -223,6 +226,9 @@ class BatchWriter:
 
     def _write(self, conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
         with conn.transaction():
+            if self._detection is not None:
+                # A rebuild must read the database as it was before this batch.
+                self._detection.prepare(conn)
             # A repeat inside the batch fails the COPY like any redelivery and is absorbed by
             # the fallback's ON CONFLICT DO NOTHING.
             samples = batch.samples

@@ -5,6 +5,10 @@ with a random salt, so a short record cannot be guessed from its hash (SPEC §5)
 `content_hash = keccak256(canonical)`; the log's leaf is the RFC 9162 §2.1.1 leaf hash of the
 content hash, `SHA-256(0x00 || content_hash)`.
 
+Each entry also carries `prev`, the leaf hash of the entry before it (empty for seq 0). The
+Merkle roots on chain prove that nothing anchored changed; the `prev` links let an audit
+name *which* seq was changed, removed, moved or inserted.
+
 Appending is serialised by a transaction-level advisory lock, so `seq` is dense (no gaps from
 rolled-back transactions) and entries become visible in `seq` order: a reader that has seen
 seq N has seen everything before it, which the notifier and the anchorer rely on.
@@ -52,9 +56,11 @@ class AppendedEntry:
     leaf_hash: bytes
 
 
-def entry_bytes(kind: str, content: Mapping[str, Any], salt: str) -> bytes:
-    """The canonical bytes of an entry."""
-    return canonical_json({"v": ENTRY_VERSION, "kind": kind, "salt": salt, **content})
+def entry_bytes(kind: str, content: Mapping[str, Any], salt: str, *, prev: bytes) -> bytes:
+    """The canonical bytes of an entry; `prev` is the leaf hash of the entry before it."""
+    return canonical_json(
+        {"v": ENTRY_VERSION, "kind": kind, "salt": salt, "prev": prev.hex(), **content}
+    )
 
 
 def content_hash(canonical: bytes) -> bytes:
@@ -75,16 +81,21 @@ def append_entries(
         return []
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
-        row = cur.execute("SELECT coalesce(max(seq), -1) + 1 FROM ledger_entries").fetchone()
-        next_seq = int(row[0]) if row else 0
+        last = cur.execute(
+            "SELECT seq, leaf_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        next_seq = int(last[0]) + 1 if last else 0
+        previous = bytes(last[1]) if last else b""
         appended: list[AppendedEntry] = []
         rows = []
         for offset, item in enumerate(pending):
-            canonical = entry_bytes(item.kind, item.content, secrets.token_hex(SALT_BYTES))
+            salt = secrets.token_hex(SALT_BYTES)
+            canonical = entry_bytes(item.kind, item.content, salt, prev=previous)
             digest = content_hash(canonical)
             entry = AppendedEntry(
                 next_seq + offset, item.kind, canonical, digest, leaf_hash(digest)
             )
+            previous = entry.leaf_hash
             appended.append(entry)
             rows.append(
                 (entry.seq, item.kind, item.source_table, item.source_id, item.elevator_id,

@@ -3,8 +3,9 @@
 Persistence is on so queued QoS 1 messages and persistent sessions survive a restart;
 anonymous clients are refused; each elevator may only publish to its own three topics and
 read nothing; the collector account only reads device topics; the platform account only
-publishes alerts and the alert-reader account only reads them. The password file and ACL are regenerated from the registry, and the broker
-reloads them on SIGHUP without dropping connections.
+publishes alerts and the alert-reader account only reads them. The password file and ACL are
+regenerated from the registry, and the broker reloads them on SIGHUP without dropping
+connections.
 """
 
 from __future__ import annotations

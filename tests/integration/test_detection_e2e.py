@@ -114,10 +114,7 @@ def _simulate(settings: Settings, group: Group, run: str, errors: list[BaseExcep
             ScheduledFault(group.inject_at_s, _elevator_id(f, run), f, CASES[f][2])
             for f in group.faults
         ]
-        wall_s = group.until_s / group.speedup
-        # Device time runs `speedup` times faster: start it far enough back that it never
-        # passes the receive time (a timestamp ahead by 5 min would be dead-lettered).
-        start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=group.until_s - wall_s + 5)
+        start = _start(group)
         fleet = Fleet(specs, seed=11, start=start, faults=faults, traffic_scale=group.traffic)
         devices = identities(settings, [(SITE, spec.elevator) for spec in specs])
         with FleetPublisher(mqtt_url=settings.resolved_mqtt_url(), devices=devices) as publisher:
@@ -127,6 +124,22 @@ def _simulate(settings: Settings, group: Group, run: str, errors: list[BaseExcep
             publisher.flush(WAIT_S)
     except BaseException as exc:
         errors.append(exc)
+
+
+def _start(group: Group) -> dt.datetime:
+    """When the group's simulated day begins.
+
+    Device time runs `speedup` times faster than the wall clock, so it starts far enough back
+    never to pass the receive time (a timestamp ahead by 5 min would be dead-lettered). Fleets
+    with traffic start at 07:00, the morning peak, so the run has the same trips whatever
+    the hour of the test run.
+    """
+    now = dt.datetime.now(dt.UTC)
+    latest = now - dt.timedelta(seconds=group.until_s - group.until_s / group.speedup + 5)
+    if group.traffic == 0:
+        return latest
+    start = latest.replace(hour=7, minute=0, second=0, microsecond=0)
+    return start if start <= latest else start - dt.timedelta(days=1)
 
 
 @pytest.fixture(scope="module")

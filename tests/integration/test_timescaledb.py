@@ -84,14 +84,14 @@ def test_per_elevator_time_range_query_uses_the_unique_index(db_session: Session
 
 
 def test_ledger_entries_refuse_update_delete_and_truncate(db_session: Session) -> None:
-    db_session.execute(
+    seq = db_session.execute(
         sa.text(
             "INSERT INTO ledger_entries (seq, kind, source_table, source_id, canonical, "
-            "content_hash, leaf_hash) VALUES (0, 'maintenance_record', 'maintenance_records', "
-            "1, 'x', :h, :h)"
+            "content_hash, leaf_hash) SELECT coalesce(max(seq), -1) + 1, 'maintenance_record', "
+            "'maintenance_records', 1, 'x', :h, :h FROM ledger_entries RETURNING seq"
         ),
         {"h": b"\x00" * 32},
-    )
+    ).scalar_one()
     for statement in (
         "UPDATE ledger_entries SET kind = 'forged'",
         "DELETE FROM ledger_entries",
@@ -100,9 +100,10 @@ def test_ledger_entries_refuse_update_delete_and_truncate(db_session: Session) -
         with pytest.raises(sa.exc.DBAPIError, match="append-only"):
             with db_session.begin_nested():
                 db_session.execute(sa.text(statement))
-    assert db_session.execute(sa.text("SELECT kind FROM ledger_entries")).scalar() == (
-        "maintenance_record"
-    )
+    kind = db_session.execute(
+        sa.text("SELECT kind FROM ledger_entries WHERE seq = :seq"), {"seq": seq}
+    ).scalar()
+    assert kind == "maintenance_record"
 
 
 def test_database_allows_one_unresolved_alert_per_elevator_and_type(db_session: Session) -> None:

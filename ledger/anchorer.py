@@ -1,0 +1,202 @@
+"""The anchorer: publishes the ledger's Merkle head on chain, one transaction per batch.
+
+One writer per contract. Each step:
+
+1. reads new leaf hashes into an in-memory `MerkleLog` (entries are dense and append-only);
+2. finishes an anchor that is already signed (sends the *stored* bytes again, waits for the
+   receipt, records block number and hash), so a crash anywhere between signing and the
+   receipt ends in exactly one anchor;
+3. otherwise, once `batch_entries` entries wait or the oldest waiting entry is `batch_s` old,
+   reads the contract's head, checks that the database still holds the history the chain has
+   anchored, signs `anchor(size, root, consistencyProof)`, stores the signed transaction and
+   only then sends it.
+
+While the chain is down, entries wait and the stored transaction is retried; nothing is
+signed twice for one batch. SPEC §5 defaults: 60 s or 1,000 entries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from eth_account import Account
+from psycopg.rows import dict_row
+
+from core.errors import LiftLedgerError
+from ledger.chain import ChainClient, ChainRefused, ChainUnavailable
+from ledger.merkle import MerkleLog
+
+log = logging.getLogger(__name__)
+
+
+class LedgerDiverged(LiftLedgerError):  # noqa: N818 - reads as a state
+    """The database log no longer matches what the chain has anchored: never anchor over it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorerConfig:
+    """Batching and waiting."""
+
+    batch_s: float = 60.0
+    batch_entries: int = 1000
+    poll_s: float = 1.0
+    receipt_wait_s: float = 30.0
+    retry_s: float = 2.0
+
+
+class Anchorer:
+    """Anchors one database's ledger to one contract."""
+
+    def __init__(
+        self,
+        *,
+        conninfo: str,
+        chain: ChainClient,
+        key: str,
+        config: AnchorerConfig,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._conninfo = conninfo
+        self._chain = chain
+        self._key = key
+        self._sender = Account.from_key(key).address
+        self._config = config
+        self._clock = clock
+        self.log = MerkleLog()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Anchor until `stop` is set; outages of the database or the chain are waited out."""
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    while not stop.is_set():
+                        self.step(conn)
+                        stop.wait(self._config.poll_s)
+            except psycopg.OperationalError as exc:
+                log.warning("anchorer lost the database (%s); retrying", exc)
+            except ChainUnavailable as exc:
+                log.warning("%s; entries wait", exc)
+            stop.wait(self._config.retry_s)
+
+    def step(self, conn: psycopg.Connection[Any]) -> str:
+        """One round; returns what it did (`idle`, `waiting`, `anchored`, `pending`)."""
+        self.load_leaves(conn)
+        pending = self._pending(conn)
+        if pending is not None:
+            return self._finish(conn, pending)
+        chain_size, chain_root = self._chain.head()
+        if chain_size > len(self.log):
+            raise LedgerDiverged(
+                f"the chain has anchored {chain_size} entries but the database holds "
+                f"{len(self.log)}"
+            )
+        if chain_size and self.log.root(chain_size) != chain_root:
+            raise LedgerDiverged(
+                f"the database's first {chain_size} entries no longer hash to the root "
+                "anchored on chain: run `liftledger audit verify`"
+            )
+        size = len(self.log)
+        if size == chain_size or not self._due(conn, chain_size, size):
+            return "idle" if size == chain_size else "waiting"
+        return self._anchor(conn, chain_size, size)
+
+    def load_leaves(self, conn: psycopg.Connection[Any]) -> int:
+        """Append leaf hashes the log does not have yet; returns how many."""
+        rows = conn.execute(
+            "SELECT seq, leaf_hash FROM ledger_entries WHERE seq >= %s ORDER BY seq",
+            (len(self.log),),
+        ).fetchall()
+        for seq, leaf in rows:
+            if seq != len(self.log):
+                raise LedgerDiverged(f"ledger entry {len(self.log)} is missing (next is {seq})")
+            self.log.append(bytes(leaf))
+        return len(rows)
+
+    def _due(self, conn: psycopg.Connection[Any], chain_size: int, size: int) -> bool:
+        if size - chain_size >= self._config.batch_entries:
+            return True
+        row = conn.execute(
+            "SELECT created_at FROM ledger_entries WHERE seq = %s", (chain_size,)
+        ).fetchone()
+        waited_s = (self._clock() - row[0]).total_seconds() if row else 0.0
+        return waited_s >= self._config.batch_s
+
+    # -- one anchor -----------------------------------------------------------------------------
+
+    def _anchor(self, conn: psycopg.Connection[Any], chain_size: int, size: int) -> str:
+        root = self.log.root(size)
+        proof = self.log.consistency_proof(chain_size, size) if chain_size else []
+        signed = self._chain.sign_anchor(
+            self._key, size=size, root=root, proof=proof, nonce=self._chain.nonce(self._sender)
+        )
+        # The signed bytes are stored before anything is sent (SPEC §5).
+        row = conn.execute(
+            "INSERT INTO anchors (tree_size, previous_size, root, status, chain_id, "
+            "contract_address, nonce, raw_tx, tx_hash) "
+            "VALUES (%s, %s, %s, 'signed', %s, %s, %s, %s, %s) RETURNING id",
+            (size, chain_size, root, self._chain.chain_id(), self._chain.address, signed.nonce,
+             signed.raw, signed.tx_hash),
+        ).fetchone()  # fmt: skip
+        log.info("anchor %d → %d signed (nonce %d)", chain_size, size, signed.nonce)
+        pending = self._pending(conn)
+        if pending is None or row is None:
+            return "pending"
+        return self._finish(conn, pending)
+
+    def _pending(self, conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT id, tree_size, previous_size, status, raw_tx, tx_hash FROM anchors "
+                "WHERE status IN ('signed', 'sent') AND contract_address = %s "
+                "ORDER BY tree_size LIMIT 1",
+                (self._chain.address,),
+            ).fetchone()
+
+    def _finish(self, conn: psycopg.Connection[Any], anchor: dict[str, Any]) -> str:
+        """Send the stored bytes (again), wait for the receipt and record it."""
+        raw, tx_hash = bytes(anchor["raw_tx"]), bytes(anchor["tx_hash"])
+        receipt = self._chain.receipt(tx_hash)
+        if receipt is None:
+            try:
+                self._chain.send_raw(raw, tx_hash)
+            except ChainRefused as exc:
+                conn.execute("UPDATE anchors SET status = 'failed' WHERE id = %s", (anchor["id"],))
+                log.error("anchor to size %d refused: %s", anchor["tree_size"], exc)
+                return "failed"
+            if anchor["status"] == "signed":
+                conn.execute(
+                    "UPDATE anchors SET status = 'sent', sent_at = now() WHERE id = %s",
+                    (anchor["id"],),
+                )
+            receipt = self._wait_for_receipt(tx_hash)
+        if receipt is None:
+            return "pending"
+        status = "confirmed" if receipt.succeeded else "failed"
+        conn.execute(
+            "UPDATE anchors SET status = %s, block_number = %s, block_hash = %s, gas_used = %s, "
+            "confirmed_at = now() WHERE id = %s",
+            (status, receipt.block_number, receipt.block_hash, receipt.gas_used, anchor["id"]),
+        )
+        log.info(
+            "anchor to size %d %s in block %d (%d gas)",
+            anchor["tree_size"], status, receipt.block_number, receipt.gas_used,
+        )  # fmt: skip
+        return "anchored" if receipt.succeeded else "failed"
+
+    def _wait_for_receipt(self, tx_hash: bytes) -> Any:
+        deadline = time.monotonic() + self._config.receipt_wait_s
+        while time.monotonic() < deadline:
+            receipt = self._chain.receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+            time.sleep(0.1)
+        return None
