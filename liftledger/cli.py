@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -49,6 +49,9 @@ from simulators.command import (
 )
 from simulators.elevator import ElevatorSpec
 from simulators.specs import specs_from_registry, specs_from_rows
+
+if TYPE_CHECKING:
+    from ledger.chain import ChainClient
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -256,6 +259,105 @@ def cmd_webhooks_remove(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- ledger ------------------------------------------------------------------------------------
+
+
+# web3 takes about 3 s to import: only the ledger commands load it.
+
+
+def _chain_for(conn: psycopg.Connection[Any], url: str, address: str | None) -> ChainClient:
+    from ledger.chain import ChainClient  # noqa: PLC0415
+    from ledger.deploy import current_deployment  # noqa: PLC0415
+
+    chain = ChainClient(url)
+    if address is None:
+        deployment = current_deployment(conn, chain.chain_id())
+        if deployment is None:
+            raise ConfigError(
+                f"no anchor contract recorded for the chain at {url}: "
+                "run `liftledger contracts deploy` (or pass --contract ADDRESS)"
+            )
+        address = deployment.address
+    return ChainClient(url, contract_address=address)
+
+
+def cmd_contracts_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    """Deploy the anchor contract and record its address for the other processes."""
+    from ledger.chain import ChainClient  # noqa: PLC0415
+    from ledger.deploy import deploy_contract  # noqa: PLC0415
+
+    with _database_connection(settings) as conn:
+        chain = ChainClient(settings.resolved_chain_url())
+        deployment = deploy_contract(
+            conn, chain, key=settings.secret("anchorer_key"), admin=args.admin
+        )
+    _say(f"anchor contract {deployment.address} on chain {deployment.chain_id}")
+    _say(
+        f"block {deployment.block_number}; admin {deployment.admin}; anchorer {deployment.anchorer}"
+    )
+    return 0
+
+
+def cmd_anchorer(args: argparse.Namespace, settings: Settings) -> int:
+    """Anchor the ledger's Merkle head on chain, one transaction per batch."""
+    from ledger.anchorer import Anchorer, AnchorerConfig  # noqa: PLC0415
+
+    with _database_connection(settings) as conn:
+        chain = _chain_for(conn, settings.resolved_chain_url(), None)
+    config = AnchorerConfig(batch_s=args.batch_seconds, batch_entries=args.batch_entries)
+    anchorer = Anchorer(
+        conninfo=libpq_url(settings.resolved_database_url()),
+        chain=chain,
+        key=settings.secret("anchorer_key"),
+        config=config,
+    )
+    return _run_until_signal(anchorer.run)
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Verify one entry (--entry SEQ) or the whole log against the roots on chain."""
+    from ledger.verify import verify_entry, verify_log  # noqa: PLC0415
+
+    database_url = args.database_url or settings.resolved_database_url()
+    chain_url = args.chain_url or settings.resolved_chain_url()
+    with translate_connect_errors(database_url):
+        conn = psycopg.connect(libpq_url(database_url), connect_timeout=5)
+    with conn:
+        chain = _chain_for(conn, chain_url, args.contract)
+        if not chain.code_matches_artifact():
+            _say(f"warning: the code at {chain.address} is not the LiftLedger anchor contract")
+        if args.entry is not None:
+            entry = verify_entry(conn, chain, args.entry)
+            _say(entry.render())
+            return 0 if entry.ok else 1
+        report = verify_log(conn, chain)
+    _say(report.render())
+    return 0 if report.ok else 1
+
+
+def _add_ledger_commands(commands: Any) -> None:
+    """`contracts deploy`, `anchorer`, `audit verify`."""
+    contracts = commands.add_parser("contracts", help="the anchor contract")
+    contract_commands = contracts.add_subparsers(dest="contracts_command", required=True)
+    deploy = contract_commands.add_parser("deploy", help=cmd_contracts_deploy.__doc__)
+    deploy.add_argument("--admin", help="admin address (default: the anchorer's)")
+    deploy.set_defaults(handler=cmd_contracts_deploy)
+
+    anchorer = commands.add_parser("anchorer", help=cmd_anchorer.__doc__)
+    anchorer.add_argument("--batch-seconds", type=float, default=60.0)
+    anchorer.add_argument("--batch-entries", type=int, default=1000)
+    anchorer.set_defaults(handler=cmd_anchorer)
+
+    audit = commands.add_parser("audit", help="verify the audit trail against the chain")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help=cmd_audit_verify.__doc__)
+    verify.add_argument("--entry", type=int, help="verify this seq only")
+    verify.add_argument("--database-url", help="the database to audit (default: settings)")
+    verify.add_argument("--chain-url", help="the chain's JSON-RPC URL (default: settings)")
+    verify.add_argument("--contract", help="contract address (default: the recorded one)")
+    verify.set_defaults(handler=cmd_audit_verify)
+
+
 def _configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -403,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     collector.set_defaults(handler=cmd_collector)
 
     _add_alert_commands(commands)
+    _add_ledger_commands(commands)
 
     sim = commands.add_parser("simulate", help=cmd_simulate.__doc__)
     fleet = sim.add_mutually_exclusive_group()
