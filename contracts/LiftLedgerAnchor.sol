@@ -16,8 +16,6 @@ contract LiftLedgerAnchor is AccessControl, EIP712 {
 
     /// @notice Size of the latest anchored tree (0 before the first anchor).
     uint64 public treeSize;
-    /// @notice Root of the latest anchored tree.
-    bytes32 public root;
     /// @notice Root of every anchored tree size.
     mapping(uint64 size => bytes32 root) public rootAt;
 
@@ -41,13 +39,17 @@ contract LiftLedgerAnchor is AccessControl, EIP712 {
     {
         uint64 oldSize = treeSize;
         if (newSize <= oldSize) revert NotAnExtension(oldSize, newSize);
-        if (oldSize != 0 && !verifyConsistency(oldSize, newSize, root, newRoot, proof)) {
+        if (oldSize != 0 && !verifyConsistency(oldSize, newSize, rootAt[oldSize], newRoot, proof)) {
             revert BadConsistencyProof();
         }
         treeSize = newSize;
-        root = newRoot;
         rootAt[newSize] = newRoot;
         emit Anchored(newSize, newRoot, oldSize);
+    }
+
+    /// @notice Root of the latest anchored tree.
+    function root() external view returns (bytes32) {
+        return rootAt[treeSize];
     }
 
     /// @notice RFC 9162 §2.1.4.2: is `secondRoot` an append-only extension of `firstRoot`?
@@ -57,7 +59,7 @@ contract LiftLedgerAnchor is AccessControl, EIP712 {
         bytes32 firstRoot,
         bytes32 secondRoot,
         bytes32[] calldata proof
-    ) public pure returns (bool) {
+    ) public view returns (bool) {
         if (first == 0 || first > second) return false;
         if (first == second) return proof.length == 0 && firstRoot == secondRoot;
         if (proof.length == 0) return false;
@@ -98,7 +100,16 @@ contract LiftLedgerAnchor is AccessControl, EIP712 {
         return _domainSeparatorV4();
     }
 
-    function _node(bytes32 left, bytes32 right) private pure returns (bytes32) {
-        return sha256(abi.encodePacked(bytes1(0x01), left, right));
+    /// @dev RFC 9162 node hash SHA-256(0x01 || left || right), through the precompile with
+    /// the free memory as scratch space, so a long proof does not keep growing memory.
+    function _node(bytes32 left, bytes32 right) private view returns (bytes32 result) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore8(ptr, 0x01)
+            mstore(add(ptr, 1), left)
+            mstore(add(ptr, 33), right)
+            if iszero(staticcall(gas(), 0x02, ptr, 65, 0x00, 0x20)) { revert(0, 0) }
+            result := mload(0x00)
+        }
     }
 }

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
-from eth_hash.auto import keccak
+from Crypto.Hash import keccak as _keccak
 
 from ledger.canonical import canonical_json
 
@@ -65,7 +65,7 @@ def entry_bytes(kind: str, content: Mapping[str, Any], salt: str, *, prev: bytes
 
 def content_hash(canonical: bytes) -> bytes:
     """keccak256 of the canonical bytes (SPEC §5)."""
-    return keccak(canonical)
+    return bytes(_keccak.new(data=canonical, digest_bits=256).digest())
 
 
 def leaf_hash(content: bytes) -> bytes:

@@ -13,11 +13,11 @@ Each problem names the seq it concerns, so "entry 41 changed", "entry 57 missing
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
@@ -95,15 +95,19 @@ class EntryReport:
         return "\n".join(lines)
 
 
+# Source columns come as text (details as JSON text) and are decoded only to compare.
 _ENTRIES = """
 SELECT e.seq, e.kind, e.source_table, e.source_id, e.canonical, e.content_hash, e.leaf_hash,
        ae.alert_id AS ev_alert_id, ae.time AS ev_time, ae.kind AS ev_kind,
-       ae.actor_user_id AS ev_actor, ae.details AS ev_details,
+       ae.actor_user_id AS ev_actor, ae.details::text AS ev_details,
        a.elevator_id AS al_elevator, a.site_id AS al_site, a.type AS al_type
 FROM ledger_entries e
 LEFT JOIN alert_events ae ON e.source_table = 'alert_events' AND ae.id = e.source_id
 LEFT JOIN alerts a ON a.id = ae.alert_id
 """
+
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def _iso(moment: Any) -> str:
@@ -125,7 +129,7 @@ def _source_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | No
         "site": row["al_site"],
         "type": row["al_type"],
         "actor_user_id": row["ev_actor"],
-        "details": row["ev_details"],
+        "details": _decode(row["ev_details"]),
     }
     changed = sorted(name for name, value in expected.items() if body.get(name) != value)
     if changed:
@@ -143,8 +147,8 @@ def _check_row(row: Mapping[str, Any], previous_leaf: bytes | None) -> tuple[byt
     if digest != bytes(row["content_hash"]) or leaf != bytes(row["leaf_hash"]):
         problems.append(Problem(seq, "modified", "its bytes no longer hash to the stored hash"))
     try:
-        body = json.loads(canonical)
-    except ValueError:
+        body = _decode(canonical)
+    except msgspec.DecodeError:
         problems.append(Problem(seq, "modified", "its bytes are not JSON"))
         return leaf, problems
     if previous_leaf is not None and body.get("prev") != previous_leaf.hex():
