@@ -58,9 +58,11 @@ class AppendedEntry:
 
 def entry_bytes(kind: str, content: Mapping[str, Any], salt: str, *, prev: bytes) -> bytes:
     """The canonical bytes of an entry; `prev` is the leaf hash of the entry before it."""
-    return canonical_json(
-        {"v": ENTRY_VERSION, "kind": kind, "salt": salt, "prev": prev.hex(), **content}
-    )
+    envelope = {"v": ENTRY_VERSION, "kind": kind, "salt": salt, "prev": prev.hex()}
+    clashing = sorted(set(envelope) & set(content))
+    if clashing:
+        raise ValueError(f"entry content may not set {', '.join(clashing)}")
+    return canonical_json({**envelope, **content})
 
 
 def content_hash(canonical: bytes) -> bytes:

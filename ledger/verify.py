@@ -100,10 +100,16 @@ _ENTRIES = """
 SELECT e.seq, e.kind, e.source_table, e.source_id, e.canonical, e.content_hash, e.leaf_hash,
        ae.alert_id AS ev_alert_id, ae.time AS ev_time, ae.kind AS ev_kind,
        ae.actor_user_id AS ev_actor, ae.details::text AS ev_details,
-       a.elevator_id AS al_elevator, a.site_id AS al_site, a.type AS al_type
+       a.elevator_id AS al_elevator, a.site_id AS al_site, a.type AS al_type,
+       m.id AS mr_id, m.elevator_id AS mr_elevator, m.kind AS mr_kind,
+       extract(epoch FROM m.performed_at)::bigint AS mr_performed_at,
+       m.performed_by AS mr_performed_by, m.summary AS mr_summary,
+       m.details::text AS mr_details, m.signed AS mr_signed, m.signature AS mr_signature,
+       m.corrects_id AS mr_corrects_id
 FROM ledger_entries e
 LEFT JOIN alert_events ae ON e.source_table = 'alert_events' AND ae.id = e.source_id
 LEFT JOIN alerts a ON a.id = ae.alert_id
+LEFT JOIN maintenance_records m ON e.source_table = 'maintenance_records' AND m.id = e.source_id
 """
 
 
@@ -116,6 +122,8 @@ def _iso(moment: Any) -> str:
 
 def _source_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | None:
     """Why the entry no longer matches its source row, or None."""
+    if row["source_table"] == "maintenance_records":
+        return _record_problem(row, body)
     if row["source_table"] != "alert_events":
         return None
     if row["ev_kind"] is None:
@@ -134,6 +142,27 @@ def _source_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | No
     changed = sorted(name for name, value in expected.items() if body.get(name) != value)
     if changed:
         return f"alert event {row['source_id']} differs from its entry in: {', '.join(changed)}"
+    return None
+
+
+def _record_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | None:
+    if row["mr_id"] is None:
+        return f"its maintenance record {row['source_id']} no longer exists"
+    signature = row["mr_signature"]
+    expected = {
+        "elevator": row["mr_elevator"],
+        "record_kind": row["mr_kind"],
+        "performed_at": row["mr_performed_at"],
+        "performed_by": row["mr_performed_by"],
+        "summary": row["mr_summary"],
+        "details": _decode(row["mr_details"]),
+        "signed": row["mr_signed"],
+        "signature": bytes(signature).hex() if signature is not None else None,
+        "corrects_id": row["mr_corrects_id"],
+    }
+    changed = sorted(name for name, value in expected.items() if body.get(name) != value)
+    if changed:
+        return f"maintenance record {row['mr_id']} differs from its entry in: {', '.join(changed)}"
     return None
 
 

@@ -1,0 +1,1 @@
+"""Maintenance records: what crews did to an elevator, optionally signed with their own key."""
