@@ -14,6 +14,7 @@ import datetime as dt
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,9 +31,9 @@ from core.settings import Settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
 from ledger.deploy import deploy_contract
-from ledger.entries import content_hash, leaf_hash
+from ledger.entries import PendingEntry, append_entries, content_hash, leaf_hash
 from ledger.verify import verify_entry, verify_log
-from liftledger.stack.anvil import rpc_call
+from liftledger.stack.anvil import LocalAnvil, rpc_call
 from tests.integration.cli_helpers import REPO, clean_environment
 
 T0 = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
@@ -305,3 +306,57 @@ def test_anchorer_killed_before_the_receipt_anchors_the_batch_exactly_once(
         (seqs[-1] + 1, bytes(tx_hash))
     ]
     assert chain.head()[0] == seqs[-1] + 1
+
+
+def test_entries_wait_while_the_chain_is_down_and_are_anchored_once_when_it_returns(
+    ledger: tuple[psycopg.Connection[Any], ChainClient, list[int]],
+    stack_settings: Settings,
+    test_database_url: str,
+) -> None:
+    if not stack_settings.local_chain:
+        pytest.fail("this test stops and starts the local Anvil")
+    conn, chain, seqs = ledger
+    key = stack_settings.secret("anchorer_key")
+    _anchor_all(conn, chain, key)
+    first_size = seqs[-1] + 1
+    anvil = LocalAnvil(stack_settings, REPO)
+    stop = threading.Event()
+    anchorer = Anchorer(
+        conninfo=libpq_url(test_database_url),
+        chain=chain,
+        key=key,
+        config=AnchorerConfig(batch_entries=1, batch_s=0, poll_s=0.2, retry_s=0.5),
+    )
+    runner = threading.Thread(target=anchorer.run, args=(stop,), daemon=True)
+    anvil.stop()
+    try:
+        # New entries while the chain is away: they wait, and nothing is signed for them.
+        with conn.transaction():
+            append_entries(
+                conn, [PendingEntry("test", "test", n, None, {"n": n}) for n in range(5)]
+            )
+        runner.start()
+        time.sleep(3.0)
+        waiting = conn.execute(
+            "SELECT count(*) FROM anchors WHERE contract_address = %s", (chain.address,)
+        ).fetchone()
+        assert waiting == (1,)
+    finally:
+        anvil.start()
+    try:
+        deadline = time.monotonic() + 60
+        while chain.head()[0] <= first_size and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        runner.join(30)
+    total = conn.execute("SELECT max(seq) + 1 FROM ledger_entries").fetchone()
+    assert total is not None
+    assert chain.head()[0] == total[0]
+    statuses = conn.execute(
+        "SELECT status FROM anchors WHERE contract_address = %s ORDER BY id", (chain.address,)
+    ).fetchall()
+    assert statuses == [("confirmed",), ("confirmed",)]
+    assert [e.tree_size for e in chain.anchored_events()] == [first_size, total[0]]
+    conn.rollback()
+    assert verify_log(conn, chain).ok
