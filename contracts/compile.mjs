@@ -17,7 +17,16 @@ const CONTRACT = "LiftLedgerAnchor";
 const settings = {
   optimizer: { enabled: true, runs: 200 },
   evmVersion: "cancun",
-  outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
+  outputSelection: {
+    "*": {
+      "*": [
+        "abi",
+        "evm.bytecode.object",
+        "evm.deployedBytecode.object",
+        "evm.deployedBytecode.immutableReferences",
+      ],
+    },
+  },
 };
 const input = {
   language: "Solidity",
@@ -48,5 +57,7 @@ const artifact = {
   abi: compiled.abi,
   bytecode: "0x" + compiled.evm.bytecode.object,
   deployedBytecode: "0x" + compiled.evm.deployedBytecode.object,
+  // Where the constructor writes immutable values (EIP-712 domain) into the runtime code.
+  immutableReferences: compiled.evm.deployedBytecode.immutableReferences,
 };
 process.stdout.write(JSON.stringify(artifact, null, 2) + "\n");

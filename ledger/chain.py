@@ -132,21 +132,21 @@ class ChainClient:
         return None if root == b"\x00" * 32 else root
 
     def code_matches_artifact(self) -> bool:
-        """True when the code at the contract address is the committed runtime bytecode.
-
-        Immutable values (the EIP-712 domain's cached hashes) are compared as written by the
-        constructor, so the check is on everything outside those slots.
-        """
+        """True when the code at the contract address is the committed runtime bytecode,
+        byte for byte outside the immutable slots the constructor fills (the EIP-712 domain's
+        cached values, listed in the artifact by the compiler)."""
         address = self.address
         if address is None:
             return False
-        code = bytes(self._call("eth_getCode", lambda: self.w3.eth.get_code(address)))
-        expected = bytes.fromhex(artifact()["deployedBytecode"].removeprefix("0x"))
+        code = bytearray(self._call("eth_getCode", lambda: self.w3.eth.get_code(address)))
+        expected = bytearray.fromhex(artifact()["deployedBytecode"].removeprefix("0x"))
         if len(code) != len(expected):
             return False
-        differing = sum(1 for a, b in zip(code, expected, strict=True) if a != b)
-        # Immutables: hashed name, version, domain separator, chain id and this address.
-        return differing <= 5 * 32
+        for references in artifact().get("immutableReferences", {}).values():
+            for reference in references:
+                start, length = int(reference["start"]), int(reference["length"])
+                code[start : start + length] = expected[start : start + length]
+        return code == expected
 
     def anchored_events(self, from_block: int = 0) -> list[AnchoredEvent]:
         """Every `Anchored` event from `from_block` on, oldest first."""

@@ -56,6 +56,8 @@ def test_a_consistent_extension_is_anchored_and_every_root_stays_readable(
     events = chain.anchored_events()
     assert [(e.tree_size, e.previous_size) for e in events] == [(5, 0), (16, 5), (37, 16)]
     assert chain.code_matches_artifact()
+    an_account = Account.from_key(stack_settings.secret("anchorer_key")).address
+    assert not ChainClient(chain.url, contract_address=an_account).code_matches_artifact()
 
 
 def test_a_rewritten_history_is_refused_by_the_contract(
