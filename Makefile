@@ -27,17 +27,8 @@ stack-status: venv
 migrate: stack-up
 	@$(LIFTLEDGER) db upgrade
 
-demo: migrate
-	@$(LIFTLEDGER) elevators import sample
-	@echo
-	@$(LIFTLEDGER) stack status
-	@echo
-	@echo "Service URLs (eval \"\$$($(LIFTLEDGER) stack env)\" to use them in a shell):"
-	@$(LIFTLEDGER) stack env | sed 's/\(DATABASE_URL=postgresql:\/\/liftledger:\)[^@]*@/\1***@/'
-	@echo "Device credentials: $(LIFTLEDGER) elevators credentials nc01-b01-e1"
-	@echo "Ingest:             $(LIFTLEDGER) collector --metrics-port 9108"
-	@echo "Simulated fleet:    $(LIFTLEDGER) simulate --faults random --speedup 10"
-	@echo "Stop everything:    $(LIFTLEDGER) stack down"
+demo: venv
+	@$(LIFTLEDGER) demo
 
 lint: venv
 	@.venv/bin/ruff check .

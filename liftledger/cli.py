@@ -40,6 +40,7 @@ from core.settings import Settings, load_settings
 from ingest.collector import CollectorConfig
 from ingest.service import run_collector
 from liftledger import stack
+from liftledger.demo import DemoOptions, run_demo
 from simulators.command import (
     SimulateOptions,
     dry_run,
@@ -257,6 +258,20 @@ def cmd_webhooks_remove(args: argparse.Namespace, settings: Settings) -> int:
         remove_subscription(conn, args.name)
     _say(f"webhook {args.name} removed")
     return 0
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the platform on the sample sub-district with a simulated fleet, until Ctrl-C."""
+    options = DemoOptions(
+        fault_rate_per_day=args.fault_rate,
+        anchor_batch_s=args.anchor_seconds,
+        run_for_s=parse_duration(args.run_for) if args.run_for else None,
+        collector_id=args.collector_id,
+    )
+    return run_demo(settings, options, say=_say)
 
 
 # -- ledger ------------------------------------------------------------------------------------
@@ -506,6 +521,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_alert_commands(commands)
     _add_ledger_commands(commands)
+    demo = commands.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument(
+        "--fault-rate", type=float, default=24.0, help="random faults per elevator per day"
+    )
+    demo.add_argument("--anchor-seconds", type=float, default=15.0, help="anchoring interval")
+    demo.add_argument("--for", dest="run_for", help="stop after this long (90s, 15m)")
+    demo.add_argument("--collector-id", default="liftledger-collector-0-of-1")
+    demo.set_defaults(handler=cmd_demo)
 
     sim = commands.add_parser("simulate", help=cmd_simulate.__doc__)
     fleet = sim.add_mutually_exclusive_group()

@@ -1,0 +1,207 @@
+"""`liftledger demo`: the platform on the sample sub-district, started and stopped as one.
+
+Brings the stack up, migrates, imports the bundled registry (21 neighbourhood committees,
+230 elevators) with their broker accounts, deploys the anchor contract unless the chain
+already has the recorded one, then runs the services as child processes: the collector
+(with detection), the notifier, the anchorer and a simulated fleet with random faults. It
+prints where to look, then one status line every few seconds (messages ingested, alerts
+open, ledger entries anchored) until Ctrl-C, when every child is stopped with SIGTERM.
+A child that dies stops the demo with the path of its log.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import psycopg
+
+from core.credentials import ALERT_READER_USERNAME, service_credentials
+from core.db import create_engine_from_url, libpq_url, redacted, session_factory
+from core.errors import StackError
+from core.migrate import upgrade
+from core.registry import SAMPLE_REGISTRY, elevator_topics, import_registry
+from core.settings import Settings
+from liftledger import stack
+
+STATUS_EVERY_S: Final = 5.0
+STOP_TIMEOUT_S: Final = 30.0
+REPO: Final = Path(__file__).resolve().parents[1]
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What the demo runs."""
+
+    fault_rate_per_day: float = 24.0
+    anchor_batch_s: float = 15.0
+    run_for_s: float | None = None
+    collector_id: str = "liftledger-collector-0-of-1"
+
+
+@dataclass
+class Child:
+    """One service the demo runs."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "liftledger", *self.argv],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # Ctrl-C reaches the demo, which stops the children
+            )
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT_S)
+
+
+def prepare(settings: Settings, say: Say) -> None:
+    """Stack, schema, registry and broker accounts, contract."""
+    stack.up(settings, say=say)
+    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
+    try:
+        upgrade(engine, telemetry_chunk_hours=settings.telemetry_chunk_hours)
+        with session_factory(engine)() as session:
+            result = import_registry(SAMPLE_REGISTRY, db_session=session)
+            session.commit()
+            topics = elevator_topics(db_session=session)
+    finally:
+        engine.dispose()
+    stack.sync_broker_auth(settings, topics)
+    say(f"registry: {result.elevators} elevators in {result.sites} sites (sample sub-district)")
+    _ensure_contract(settings, say)
+
+
+def _ensure_contract(settings: Settings, say: Say) -> None:
+    # web3 takes seconds to import; only this step needs it.
+    from ledger.chain import ChainClient  # noqa: PLC0415
+    from ledger.deploy import current_deployment, deploy_contract  # noqa: PLC0415
+
+    chain = ChainClient(settings.resolved_chain_url())
+    with psycopg.connect(libpq_url(settings.resolved_database_url()), autocommit=True) as conn:
+        deployment = current_deployment(conn, chain.chain_id())
+        if deployment is not None:
+            recorded = ChainClient(chain.url, contract_address=deployment.address)
+            if recorded.code_matches_artifact():
+                say(f"anchor contract: {deployment.address}")
+                return
+        deployment = deploy_contract(conn, chain, key=settings.secret("anchorer_key"))
+    say(f"anchor contract: {deployment.address} (deployed now)")
+
+
+def children(settings: Settings, options: DemoOptions) -> list[Child]:
+    """The services, each with its log in the data folder."""
+    logs = settings.data_dir / "log"
+    rate = f"{options.fault_rate_per_day:g}"
+    return [
+        Child("collector", ["collector", "--client-id", options.collector_id,
+                            "--metrics-port", "9108"], logs / "demo-collector.log"),
+        Child("notifier", ["notifier"], logs / "demo-notifier.log"),
+        Child("anchorer", ["anchorer", "--batch-seconds", f"{options.anchor_batch_s:g}"],
+              logs / "demo-anchorer.log"),
+        Child("simulator", ["simulate", "--registry", str(SAMPLE_REGISTRY), "--faults",
+                            "random", "--fault-rate", rate, "--duration", "30d"],
+              logs / "demo-simulator.log"),
+    ]  # fmt: skip
+
+
+def status_line(conn: psycopg.Connection[Any], chain_size: int) -> str:
+    """Messages ingested, alerts open, entries anchored."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM telemetry WHERE received_at > now() - interval '1 day')"
+        " + (SELECT count(*) FROM device_events WHERE received_at > now() - interval '1 day'),"
+        " (SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged', 'on_site')),"
+        " (SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged', 'on_site')"
+        "   AND severity = 'critical'),"
+        " (SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries)"
+    ).fetchone()
+    ingested, open_alerts, critical, entries = row if row else (0, 0, 0, 0)
+    return (
+        f"ingested {ingested:,} messages · alerts open {open_alerts} ({critical} critical) · "
+        f"ledger {entries} entries, {chain_size} anchored"
+    )
+
+
+def _where_to_look(settings: Settings, say: Say) -> None:
+    reader = service_credentials(settings.secret("mqtt_secret"), ALERT_READER_USERNAME)
+    url = settings.resolved_mqtt_url().removeprefix("mqtt://")
+    host, _, port = url.partition(":")
+    say("")
+    say(f"database:   {redacted(settings.resolved_database_url())}")
+    say(f"alerts:     mosquitto_sub -h {host} -p {port or 1883} -u {reader.username} "
+        f"-P '{reader.password}' -t 'lift/v1/+/+/alert' -v")  # fmt: skip
+    say("metrics:    http://127.0.0.1:9108/metrics (collector)")
+    say("audit:      liftledger audit verify")
+    say(f"logs:       {settings.data_dir / 'log'}/demo-*.log")
+    say("stop:       Ctrl-C")
+    say("")
+
+
+def run_demo(settings: Settings, options: DemoOptions, *, say: Say) -> int:
+    """Run the demo until Ctrl-C (or `run_for_s`); returns the exit status."""
+    prepare(settings, say)
+    from ledger.chain import ChainClient  # noqa: PLC0415
+    from ledger.deploy import current_deployment  # noqa: PLC0415
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    services = children(settings, options)
+    for child in services:
+        child.start()
+    _where_to_look(settings, say)
+    ends = time.monotonic() + options.run_for_s if options.run_for_s is not None else None
+    status = 0
+    try:
+        with psycopg.connect(libpq_url(settings.resolved_database_url()), autocommit=True) as conn:
+            chain = ChainClient(settings.resolved_chain_url())
+            deployment = current_deployment(conn, chain.chain_id())
+            if deployment is None:
+                raise StackError("the anchor contract disappeared from the database")
+            chain = ChainClient(chain.url, contract_address=deployment.address)
+            while not stop.wait(STATUS_EVERY_S):
+                dead = [c for c in services if c.exited() is not None]
+                if dead:
+                    for child in dead:
+                        say(f"error: the {child.name} stopped (exit {child.exited()}); "
+                            f"see {child.log}")  # fmt: skip
+                    status = 1
+                    break
+                say(status_line(conn, chain.head()[0]))
+                if ends is not None and time.monotonic() >= ends:
+                    break
+    finally:
+        say("stopping…")
+        for child in reversed(services):
+            child.stop()
+        say("stopped")
+    return status
