@@ -55,10 +55,16 @@ class AlertSignal:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+# Rules whose memory reaches further back than a rebuild's replay: after a restart their
+# alert stays active until the new data is enough to judge them again.
+EVIDENCE_TYPES: Final = frozenset({"levelling_error", "abnormal_vibration"})
+
+
 @dataclass(slots=True)
 class _Raised:
     severity: Severity
     clear_since_s: float | None = None  # device time the rule stopped holding
+    awaiting_evidence: bool = False
 
 
 class ElevatorDetector:
@@ -193,6 +199,10 @@ class ElevatorDetector:
         for kind, raised in list(self.raised.items()):
             if kind in self.holding:
                 continue
+            if raised.awaiting_evidence:
+                if not self._has_evidence(kind):
+                    continue
+                raised.awaiting_evidence = False
             if raised.clear_since_s is None:
                 raised.clear_since_s = t_s
             clear_now = kind == "offline" or (
@@ -219,6 +229,14 @@ class ElevatorDetector:
         details.update({k: v for k, v in context.items() if v is not None})
         return AlertSignal(self.elevator, self.site, kind, action, severity, at, details)
 
+    def _has_evidence(self, kind: str) -> bool:
+        memory = self.memory
+        if kind == "levelling_error":
+            return len(memory.stop_levels_mm) >= self.limits["levelling_stops"]
+        if kind == "abnormal_vibration":
+            return memory.last_trip_a95_mg is not None
+        return True
+
     # -- restart --------------------------------------------------------------------------------
 
     def adopt_raised(self, raised: Mapping[str, Severity]) -> None:
@@ -235,6 +253,9 @@ class ElevatorDetector:
                 since = self.raised[kind].clear_since_s
             elif kind in self.stopped_holding_s:
                 since = self.stopped_holding_s[kind]
+            elif kind in EVIDENCE_TYPES and not self._has_evidence(kind):
+                adopted[kind] = _Raised(severity, None, awaiting_evidence=True)
+                continue
             else:
                 since = self.last_device_s
             adopted[kind] = _Raised(severity, since)

@@ -250,7 +250,7 @@ class DetectionEngine:
 
     # -- the hot path ---------------------------------------------------------------------------
 
-    def process(
+    def process(  # noqa: PLR0912 - one branch per message kind, kept in one place
         self,
         conn: psycopg.Connection[Any],
         samples: Sequence[Sample],
@@ -269,13 +269,16 @@ class DetectionEngine:
             if detector is None:
                 continue
             for item in items:
-                if isinstance(item, Sample):
-                    reading = reading_of(item.data, item.time, item.received_at)
-                    signals += detector.on_sample(reading, item.received_at)
-                else:
-                    signals += detector.on_event(
-                        item.type, item.body, item.time.timestamp(), item.received_at
-                    )
+                try:
+                    if isinstance(item, Sample):
+                        reading = reading_of(item.data, item.time, item.received_at)
+                        signals += detector.on_sample(reading, item.received_at)
+                    else:
+                        signals += detector.on_event(
+                            item.type, item.body, item.time.timestamp(), item.received_at
+                        )
+                except Exception:  # one odd message must not stop detection for everyone
+                    log.exception("detection failed on a message of %s; skipped", elevator)
         for status in statuses:
             detector = self._detector(conn, status.elevator)
             if detector is not None:

@@ -168,3 +168,6 @@ class Notifier:
             except psycopg.OperationalError as exc:
                 log.warning("webhook sender lost the database (%s); retrying", exc)
                 stop.wait(self._config.retry_s)
+            except Exception:  # keep sending: a bug on one delivery must not end them all
+                log.exception("webhook sender failed; retrying")
+                stop.wait(self._config.retry_s)

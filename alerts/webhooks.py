@@ -24,6 +24,7 @@ import random
 import secrets
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,7 +92,12 @@ def backoff_s(attempts: int, *, rng: random.Random | None = None) -> float:
 
 
 def _valid_url(url: str) -> bool:
-    return url.startswith(("http://", "https://"))
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def add_subscription(
@@ -107,7 +113,7 @@ def add_subscription(
 ) -> Subscription:
     """Register a webhook; returns it with its signing secret (generated when not given)."""
     if not _valid_url(url):
-        raise WebhookError(f"webhook URL must start with http:// or https://, got {url!r}")
+        raise WebhookError(f"webhook URL must be http(s)://host[:port]/…, got {url!r}")
     secret = secret or secrets.token_urlsafe(32)
     with conn.cursor() as cur:
         row = cur.execute(
@@ -183,6 +189,8 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> DeliveryOutcome:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return DeliveryOutcome(False, None, str(reason))
+    except Exception as exc:  # a receiver answering junk is a failed attempt, not a crash
+        return DeliveryOutcome(False, None, f"{type(exc).__name__}: {exc}")
 
 
 Sender = Callable[[str, bytes, dict[str, str]], DeliveryOutcome]

@@ -444,9 +444,10 @@ class Anchor(Base):
     __tablename__ = "anchors"
     __table_args__ = (
         sa.CheckConstraint("status IN ('signed', 'sent', 'confirmed', 'failed')", name="status"),
-        # One live anchor per size; a failed one may be followed by another for that size.
+        # One live anchor per contract and size; a failed one may be followed by another.
         sa.Index(
             "ux_anchors_tree_size_live",
+            "contract_address",
             "tree_size",
             unique=True,
             postgresql_where=sa.text("status <> 'failed'"),

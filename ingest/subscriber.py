@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,11 @@ class CollectorSubscriber:
                 "broker reports no session present for this collector: a new session starts "
                 "now; if this collector ran before, messages queued meanwhile may be lost"
             )
-        client.subscribe([(f, 1) for f in self._filters])
+        # Retain handling 1 (MQTT 5 §3.8.3.1): retained statuses come with a new subscription
+        # only, not again on every reconnect of the persistent session, where a stale `online`
+        # would clear an elevator that has fallen silent.
+        options = SubscribeOptions(qos=1, retainHandling=1)
+        client.subscribe([(f, options) for f in self._filters])
         if self._on_connection_change is not None:
             self._on_connection_change(True)
 

@@ -227,6 +227,15 @@ def _sample(
     )
 
 
+def _valid_fault_code(code: object) -> bool:
+    """A controller fault code: a GB/T 24476 number or a vendor's short code."""
+    if isinstance(code, bool):
+        return False
+    if isinstance(code, int):
+        return 0 <= code <= 65_535
+    return isinstance(code, str) and 1 <= len(code) <= 32
+
+
 def _event(
     raw: dict[str, Any], topic: Topic, received_at: dt.datetime, payload: bytes
 ) -> Event | Problem:
@@ -238,6 +247,8 @@ def _event(
     if isinstance(moment, tuple):
         return moment
     body = {k: v for k, v in raw.items() if k not in EVENT_FIELDS}
+    if event.type == "fault_code" and not _valid_fault_code(body.get("code")):
+        return ("invalid_field", "code must be an integer 0..65535 or a string of 1..32 characters")
     return Event(
         topic.elevator,
         topic.site,

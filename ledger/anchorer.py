@@ -169,8 +169,14 @@ class Anchorer:
             try:
                 self._chain.send_raw(raw, tx_hash)
             except ChainRefused as exc:
+                if "nonce too low" not in str(exc).lower():
+                    # Underpriced, pool full, no funds…: the same bytes are tried again later,
+                    # never a second transaction for the batch.
+                    log.warning("anchor to size %d not accepted yet: %s", anchor["tree_size"], exc)
+                    return "pending"
+                # The nonce went to another transaction: this one can never be mined.
                 conn.execute("UPDATE anchors SET status = 'failed' WHERE id = %s", (anchor["id"],))
-                log.error("anchor to size %d refused: %s", anchor["tree_size"], exc)
+                log.error("anchor to size %d dropped: %s", anchor["tree_size"], exc)
                 return "failed"
             if anchor["status"] == "signed":
                 conn.execute(

@@ -121,8 +121,11 @@ class ChainClient:
     def head(self) -> tuple[int, bytes]:
         """The contract's latest (treeSize, root)."""
         contract = self._contract()
-        size = self._call("treeSize", lambda: contract.functions.treeSize().call())
-        root = self._call("root", lambda: contract.functions.root().call())
+        block = self._call("eth_blockNumber", lambda: self.w3.eth.block_number)
+        size = self._call(
+            "treeSize", lambda: contract.functions.treeSize().call(block_identifier=block)
+        )
+        root = self._call("root", lambda: contract.functions.root().call(block_identifier=block))
         return int(size), bytes(root)
 
     def root_at(self, size: int) -> bytes | None:

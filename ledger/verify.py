@@ -13,6 +13,7 @@ Each problem names the seq it concerns, so "entry 41 changed", "entry 57 missing
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,7 @@ SELECT e.seq, e.kind, e.source_table, e.source_id, e.canonical, e.content_hash, 
        ae.actor_user_id AS ev_actor, ae.details::text AS ev_details,
        a.elevator_id AS al_elevator, a.site_id AS al_site, a.type AS al_type,
        m.id AS mr_id, m.elevator_id AS mr_elevator, m.kind AS mr_kind,
-       extract(epoch FROM m.performed_at)::bigint AS mr_performed_at,
+       floor(extract(epoch FROM m.performed_at))::bigint AS mr_performed_at,
        m.performed_by AS mr_performed_by, m.summary AS mr_summary,
        m.details::text AS mr_details, m.signed AS mr_signed, m.signature AS mr_signature,
        m.corrects_id AS mr_corrects_id
@@ -117,7 +118,8 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def _iso(moment: Any) -> str:
-    return str(moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+    utc = moment.astimezone(dt.UTC)
+    return str(utc.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
 
 
 def _source_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | None:

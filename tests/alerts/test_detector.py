@@ -524,3 +524,18 @@ def test_an_alarm_button_after_a_last_will_is_still_raised() -> None:
     det.on_status(False, at(1.0))
     alarm = det.on_event("alarm_button", {}, 2.0, at(2.0))
     assert changes(alarm) == [("alarm_button", "raise", Severity.CRITICAL)]
+
+
+def test_after_a_restart_a_levelling_alert_waits_for_enough_stops_before_it_clears() -> None:
+    det = detector()
+    det.adopt_raised({"levelling_error": Severity.MINOR})
+    quiet = feed(det, (reading(float(t)) for t in range(0, 600, 10)))
+    assert quiet == []
+    signals: list[AlertSignal] = []
+    t = 600.0
+    for _ in range(5):  # five good stops: enough to judge the rule again
+        signals += feed(det, [reading(t, speed_mps=1.0, door_zone=False)])
+        signals += feed(det, [reading(t + 5, level_mm=2.0)])
+        t += 20
+    signals += feed(det, [reading(t + 200)])
+    assert changes(signals) == [("levelling_error", "clear", Severity.MINOR)]

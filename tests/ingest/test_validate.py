@@ -139,3 +139,24 @@ def test_generated_bad_input_never_validates_and_never_raises(seed: int) -> None
         bad = bad_message(kind, site="s1", elevator="e1", now=NOW, rng=rng)
         outcome = validate(bad.topic, bad.payload, received_at=NOW, sites_by_elevator=REGISTRY)
         assert isinstance(outcome, Rejected), (kind, bad.payload[:80])
+
+
+@pytest.mark.parametrize("code", [[1], {}, True, -1, 10**400, 70_000, "", "x" * 33, None])
+def test_fault_code_event_with_an_unusable_code_is_rejected(code: object) -> None:
+    payload = msgspec.json.encode(
+        {"v": 1, "boot": "b", "seq": 7, "ts": "2026-11-28T09:30:00Z", "type": "fault_code",
+         "code": code}
+    )  # fmt: skip
+    outcome = _check(payload, topic_for("s1", "e1", "event"))
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason == "invalid_field"
+    assert "code" in outcome.detail
+
+
+@pytest.mark.parametrize("code", [0, 65_535, "E-17"])
+def test_fault_code_event_with_a_number_or_short_vendor_code_is_accepted(code: object) -> None:
+    payload = msgspec.json.encode(
+        {"v": 1, "boot": "b", "seq": 7, "ts": "2026-11-28T09:30:00Z", "type": "fault_code",
+         "code": code}
+    )  # fmt: skip
+    assert isinstance(_check(payload, topic_for("s1", "e1", "event")), Event)

@@ -37,12 +37,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("address", name=op.f("uq_contract_deployments_address")),
     )
     # ### end Alembic commands ###
-    # A failed anchor transaction may be followed by another one for the same size.
+    # One live anchor per contract and size; a failed one may be followed by another.
     op.drop_constraint("uq_anchors_tree_size", "anchors", type_="unique")
     op.create_index(
         "ux_anchors_tree_size_live",
         "anchors",
-        ["tree_size"],
+        ["contract_address", "tree_size"],
         unique=True,
         postgresql_where=sa.text("status <> 'failed'"),
     )
