@@ -2,7 +2,8 @@
 
 Roots always come **from the chain** (`rootAt(size)` and the `Anchored` events), never from
 the database being checked. For one entry: recompute its content and leaf hash from the
-stored canonical bytes, compare the entry with its source row, rebuild the root of the
+stored canonical bytes, compare the entry with its source row, check a maintenance record's
+EIP-712 signature under this chain's domain, rebuild the root of the
 smallest anchored tree that contains it from an inclusion proof, and compare it with the
 chain's root. For the whole log: every seq present, every leaf recomputed, every `prev` link
 intact, every source row unchanged, and the root of every anchored size matched.
@@ -25,6 +26,12 @@ from psycopg.rows import dict_row
 from ledger.chain import AnchoredEvent, ChainClient
 from ledger.entries import content_hash, leaf_hash
 from ledger.merkle import MerkleLog, verify_inclusion
+from maintenance.records import (
+    MaintenanceRecordError,
+    MaintenanceRecordInput,
+    SigningDomain,
+    recover_signer,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,8 @@ class EntryReport:
             root = self.chain_root.hex() if self.chain_root else "?"
             lines.append(f"anchored in the tree of size {self.anchored_size}, root on chain {root}")
             lines.append(f"inclusion proof: {len(self.proof)} hashes")
+        if self.signed is not None:
+            lines.append("signature: " + ("EIP-712" if self.signed else "unsigned"))
         lines += [problem.line() for problem in self.problems]
         lines.append("result: OK" if self.ok else "result: FAILED")
         return "\n".join(lines)
@@ -115,6 +124,13 @@ LEFT JOIN maintenance_records m ON e.source_table = 'maintenance_records' AND m.
 
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _domain(chain: ChainClient) -> SigningDomain | None:
+    """The EIP-712 domain crew signatures are made under on this chain's contract."""
+    if chain.address is None:
+        return None
+    return SigningDomain(chain.chain_id(), chain.address)
 
 
 def _iso(moment: Any) -> str:
@@ -168,6 +184,37 @@ def _record_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | No
     return None
 
 
+def signature_problem(
+    row: Mapping[str, Any], domain: SigningDomain | None
+) -> tuple[bool | None, Problem | None]:
+    """For a maintenance record: (signed?, the problem if its EIP-712 signature does not
+    recover to the signer its entry names under this chain's domain)."""
+    if row["source_table"] != "maintenance_records" or row["mr_id"] is None:
+        return None, None
+    signature = row["mr_signature"]
+    if not row["mr_signed"] or signature is None or domain is None:
+        return bool(row["mr_signed"]), None
+    body = _decode(bytes(row["canonical"]))
+    record = MaintenanceRecordInput(
+        elevator_id=row["mr_elevator"],
+        kind=row["mr_kind"],
+        performed_at=dt.datetime.fromtimestamp(row["mr_performed_at"], dt.UTC),
+        summary=row["mr_summary"],
+        details=_decode(row["mr_details"]),
+        corrects_id=row["mr_corrects_id"],
+    )
+    try:
+        signer = recover_signer(record, bytes(signature), domain)
+    except MaintenanceRecordError as exc:
+        return True, Problem(int(row["seq"]), "bad_signature", str(exc))
+    if str(body.get("signer", "")).lower() != signer.lower():
+        return True, Problem(
+            int(row["seq"]), "bad_signature",
+            f"the signature recovers to {signer}, not to the recorded signer {body.get('signer')}",
+        )  # fmt: skip
+    return True, None
+
+
 def _check_row(row: Mapping[str, Any], previous_leaf: bytes | None) -> tuple[bytes, list[Problem]]:
     """Recompute one entry; returns its leaf hash and what is wrong with it."""
     seq = int(row["seq"])
@@ -202,6 +249,7 @@ def _rows(conn: psycopg.Connection[Any]) -> Iterator[Mapping[str, Any]]:
 def verify_log(conn: psycopg.Connection[Any], chain: ChainClient) -> LogReport:
     """Audit the whole log against every root anchored on chain."""
     report = LogReport()
+    domain = _domain(chain)
     log = MerkleLog()
     previous_leaf: bytes | None = None
     with conn.transaction():
@@ -213,6 +261,9 @@ def verify_log(conn: psycopg.Connection[Any], chain: ChainClient) -> LogReport:
                 previous_leaf = None
             leaf, problems = _check_row(row, previous_leaf if seq > 0 else None)
             report.problems += problems
+            _, bad_signature = signature_problem(row, domain)
+            if bad_signature is not None:
+                report.problems.append(bad_signature)
             log.append(leaf)
             previous_leaf = leaf
     report.entries = len(log)
@@ -266,6 +317,9 @@ def verify_entry(conn: psycopg.Connection[Any], chain: ChainClient, seq: int) ->
     previous_leaf = bytes(previous["leaf_hash"]) if previous else None
     leaf, problems = _check_row(row, previous_leaf if seq > 0 else None)
     report.problems += problems
+    report.signed, bad_signature = signature_problem(row, _domain(chain))
+    if bad_signature is not None:
+        report.problems.append(bad_signature)
     sizes = sorted(event.tree_size for event in chain.anchored_events())
     size = next((s for s in sizes if s > seq), None)
     if size is None:

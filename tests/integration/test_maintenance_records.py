@@ -190,3 +190,39 @@ def test_an_edited_maintenance_record_no_longer_matches_its_ledger_entry(
     )
     problems = [(p.seq, p.kind) for p in verify_entry(conn, chain, seq).problems]
     assert problems == [(seq, "source_changed")]
+
+
+def test_the_audit_checks_a_record_signature_under_this_chains_contract(
+    conn: psycopg.Connection[Any], setup: tuple[str, int], stack_settings: Settings
+) -> None:
+    elevator, crew = setup
+    chain = ChainClient(stack_settings.resolved_chain_url())
+    deployment = deploy_contract(conn, chain, key=stack_settings.secret("anchorer_key"))
+    chain = ChainClient(chain.url, contract_address=deployment.address)
+    here = SigningDomain(chain.chain_id(), deployment.address)
+    record = _record(elevator)
+    good = file_record(
+        conn, record, performed_by=crew, signature=sign_record(CREW_KEY, record, here), domain=here
+    )
+    # Accepted by a server told about another contract, so not valid under this one.
+    elsewhere = SigningDomain(chain.chain_id(), "0x" + "cd" * 20)
+    other = _record(elevator, "door operator replaced")
+    bad = file_record(
+        conn, other, performed_by=crew, signature=sign_record(CREW_KEY, other, elsewhere),
+        domain=elsewhere,
+    )  # fmt: skip
+
+    def seq_of(record_id: int) -> int:
+        row = conn.execute(
+            "SELECT seq FROM ledger_entries WHERE source_table = 'maintenance_records' "
+            "AND source_id = %s",
+            (record_id,),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    verified = verify_entry(conn, chain, seq_of(good))
+    assert (verified.signed, verified.problems) == (True, [])
+    refused = verify_entry(conn, chain, seq_of(bad))
+    assert refused.signed is True
+    assert [(p.seq, p.kind) for p in refused.problems] == [(seq_of(bad), "bad_signature")]
