@@ -35,6 +35,7 @@ DEVICES = [(SITES[n % len(SITES)], f"itest-{n:03d}") for n in range(100)]
 GHOSTS = [("itest-a", f"itest-ghost-{n}") for n in range(5)]  # broker accounts, not registered
 PER_DEVICE = 1000  # 100 devices x 1,000 = 100,000 messages
 WAIT_S = 180.0
+DISTURBED_PUBLISH_S = 25.0  # publishing still runs when the disturbance comes
 
 
 def _sample(boot: str, seq: int) -> bytes:
@@ -106,11 +107,21 @@ def collector(stack_settings: Settings, ingest: str) -> Iterator[CollectorProces
 class Publisher(threading.Thread):
     """Publishes `per_device` samples for every device from a background thread."""
 
-    def __init__(self, settings: Settings, boot: str, per_device: int = PER_DEVICE) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        boot: str,
+        per_device: int = PER_DEVICE,
+        *,
+        spread_over_s: float = 0.0,
+    ) -> None:
         super().__init__(daemon=True)
         self.settings = settings
         self.boot = boot
         self.per_device = per_device
+        # Publishing at a steady pace over this long keeps it going while a test disturbs
+        # the collector, however fast the collector starts.
+        self.spread_over_s = spread_over_s
         self.error: BaseException | None = None
         self.refused = 0
 
@@ -123,10 +134,14 @@ class Publisher(threading.Thread):
             with fleet:
                 fleet.start()
                 fleet.wait_connected(WAIT_S)
+                started = time.monotonic()
                 for seq in range(self.per_device):
                     for _, elevator in DEVICES:
                         fleet.publish(elevator, "telemetry", _sample(self.boot, seq))
                     fleet.pump(0.0)
+                    due = started + (seq + 1) * self.spread_over_s / self.per_device
+                    while time.monotonic() < due:
+                        fleet.pump(due - time.monotonic())
                 if not fleet.flush(WAIT_S):
                     raise TimeoutError("publisher could not flush")
                 self.refused = fleet.stats().refused
@@ -183,7 +198,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
 ) -> None:
     boot = f"kill-{uuid.uuid4().hex[:6]}"
     collector.start()
-    publisher = Publisher(stack_settings, boot)
+    publisher = Publisher(stack_settings, boot, spread_over_s=DISTURBED_PUBLISH_S)
     publisher.start()
     assert _wait_rows(engine, boot, 20_000) >= 20_000
     assert publisher.is_alive(), "publishing ended before the disturbance"
@@ -202,7 +217,7 @@ def test_database_down_for_30_s_loses_and_duplicates_nothing(
         pytest.fail("this test stops and starts the local database")
     boot = f"dbdown-{uuid.uuid4().hex[:6]}"
     collector.start()
-    publisher = Publisher(stack_settings, boot)
+    publisher = Publisher(stack_settings, boot, spread_over_s=DISTURBED_PUBLISH_S)
     publisher.start()
     assert _wait_rows(engine, boot, 20_000) >= 20_000
     assert publisher.is_alive(), "publishing ended before the disturbance"
@@ -225,7 +240,7 @@ def test_broker_restart_loses_and_duplicates_nothing(
         pytest.fail("this test restarts the local broker")
     boot = f"brokerdown-{uuid.uuid4().hex[:6]}"
     collector.start()
-    publisher = Publisher(stack_settings, boot)
+    publisher = Publisher(stack_settings, boot, spread_over_s=DISTURBED_PUBLISH_S)
     publisher.start()
     assert _wait_rows(engine, boot, 20_000) >= 20_000
     assert publisher.is_alive(), "publishing ended before the disturbance"
