@@ -32,17 +32,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from psycopg import sql
 from sqlalchemy.orm import Session
 
 from alerts.feed import latest_seq, listen, read_notices, wait_for_entries
+from bench.common import fresh_database
 from core.credentials import (
     ALERT_READER_USERNAME,
     COLLECTOR_USERNAME,
@@ -50,7 +50,6 @@ from core.credentials import (
     service_credentials,
 )
 from core.db import create_engine_from_url, libpq_url
-from core.migrate import upgrade
 from core.registry import upsert_registry
 from core.settings import Settings, load_settings
 from ingest.collector import topic_filters
@@ -99,16 +98,9 @@ class RecordingSink(MqttSink):
 
 
 def _fresh_database(settings: Settings, elevators: int) -> str:
-    main = libpq_url(settings.resolved_database_url())
-    name = (urlsplit(main).path.lstrip("/") or "liftledger") + "_alerts_bench"
-    with psycopg.connect(main, autocommit=True) as conn:
-        ident = sql.Identifier(name)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-    url = urlunsplit(urlsplit(main)._replace(path=f"/{name}"))
+    url = fresh_database(settings, "alerts_bench")
     engine = create_engine_from_url(url, pool_size=1)
     try:
-        upgrade(engine)
         with engine.begin() as connection:
             upsert_registry(
                 synthetic_registry(elevators, seed=1), db_session=Session(bind=connection)

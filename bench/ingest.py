@@ -30,18 +30,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from psycopg import sql
 
+from bench.common import fresh_database
 from core.credentials import COLLECTOR_USERNAME, device_credentials, service_credentials
-from core.db import create_engine_from_url, libpq_url
-from core.migrate import upgrade
+from core.db import libpq_url
 from core.settings import Settings, load_settings
 from liftledger import stack
 from simulators.publisher import DeviceIdentity, FleetPublisher
@@ -228,18 +227,7 @@ def liftledger_collector(
 
 
 def _bench_database(settings: Settings) -> str:
-    main = libpq_url(settings.resolved_database_url())
-    name = (urlsplit(main).path.lstrip("/") or "liftledger") + "_bench"
-    with psycopg.connect(main, autocommit=True) as conn:
-        ident = sql.Identifier(name)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-    url = urlunsplit(urlsplit(main)._replace(path=f"/{name}"))
-    engine = create_engine_from_url(url, pool_size=1)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
+    url = fresh_database(settings, "bench")
     with psycopg.connect(url) as conn:
         conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (SITE, SITE))
         for elevator in DEVICES:

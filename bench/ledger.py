@@ -24,14 +24,12 @@ import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from eth_account import Account
-from psycopg import sql
 
-from core.db import create_engine_from_url, libpq_url
-from core.migrate import upgrade
+from bench.common import fresh_database
+from core.db import libpq_url
 from core.settings import Settings, load_settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
@@ -107,19 +105,7 @@ def proof_time(leaves: int, samples: int) -> None:
 
 
 def _fresh_database(settings: Settings) -> str:
-    main = libpq_url(settings.resolved_database_url())
-    name = (urlsplit(main).path.lstrip("/") or "liftledger") + "_ledger_bench"
-    with psycopg.connect(main, autocommit=True) as conn:
-        ident = sql.Identifier(name)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-    url = urlunsplit(urlsplit(main)._replace(path=f"/{name}"))
-    engine = create_engine_from_url(url, pool_size=1)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
-    return url
+    return fresh_database(settings, "ledger_bench")
 
 
 def _alert_events(conn: psycopg.Connection[Any], count: int) -> list[PendingEntry]:
