@@ -70,7 +70,8 @@ def gas(settings: Settings, database_url: str, leaves: int) -> None:
     head = BATCH
     # 1,000-entry batches ending at ~1 k, 100 k and 1 M; 999,999 has many set bits, which
     # makes for one of the longest consistency proofs near a million.
-    for size in sorted({2 * BATCH, 100_000, 524_287 + BATCH, leaves - 1, leaves}):
+    sizes = {2 * BATCH, 100_000, 524_287 + BATCH, leaves - 1, leaves}
+    for size in sorted(s for s in sizes if BATCH < s <= leaves):
         old = max(head, size - BATCH)
         if old > head:
             _anchor(chain, key, log, head, old)
