@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 
 class Severity(StrEnum):
@@ -60,6 +60,16 @@ FAULT_TYPES: Final[tuple[FaultType, ...]] = (
     FaultType("maintenance_overdue", _MN, "维保超期", "no maintenance for 15 days"),
     FaultType("clock_skew", _I, "时钟偏差", "device clock off by more than 5 min"),
 )
+
+# The type names as a `Literal`, for schemas (OpenAPI enums); a test keeps it equal to the table.
+FaultName = Literal[
+    "trapped_between_floors", "trapped_at_floor", "door_open_while_running",
+    "unintended_movement", "overspeed", "overtravel_top", "overtravel_bottom",
+    "safety_chain_open", "door_lock_fault", "stopped_outside_door_zone", "door_open_failure",
+    "door_close_failure", "power_failure", "offline", "alarm_button", "controller_fault",
+    "abnormal_vibration", "motor_overheat", "brake_overheat", "levelling_error",
+    "maintenance_overdue", "clock_skew",
+]  # fmt: skip
 
 FAULTS_BY_NAME: Final[Mapping[str, FaultType]] = {fault.name: fault for fault in FAULT_TYPES}
 

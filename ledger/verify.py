@@ -15,7 +15,7 @@ Each problem names the seq it concerns, so "entry 41 changed", "entry 57 missing
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,7 @@ class EntryReport:
     seq: int
     anchored_size: int | None = None
     chain_root: bytes | None = None
+    anchor: AnchoredEvent | None = None
     proof: list[bytes] = field(default_factory=list)
     signed: bool | None = None
     problems: list[Problem] = field(default_factory=list)
@@ -303,8 +304,22 @@ def _check_anchor(log: MerkleLog, event: AnchoredEvent, chain: ChainClient) -> l
     return []
 
 
-def verify_entry(conn: psycopg.Connection[Any], chain: ChainClient, seq: int) -> EntryReport:
-    """Verify one entry: its hashes, its source row and its inclusion under a chain root."""
+def verify_entry(
+    conn: psycopg.Connection[Any],
+    chain: ChainClient,
+    seq: int,
+    *,
+    log: MerkleLog | None = None,
+    anchored: Sequence[AnchoredEvent] | None = None,
+    root_at: Callable[[int], bytes | None] | None = None,
+) -> EntryReport:
+    """Verify one entry: its hashes, its source row and its inclusion under a chain root.
+
+    A long-running caller (the API) passes the log's leaves it keeps in memory, the anchored
+    events it has read from the chain and a cached `rootAt` reader; leaves are taken from
+    `log` only when it covers the anchored size, else read from the database. The root is
+    always the chain's.
+    """
     report = EntryReport(seq)
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_ENTRIES + " WHERE e.seq = %s", (seq,)).fetchone()
@@ -320,22 +335,26 @@ def verify_entry(conn: psycopg.Connection[Any], chain: ChainClient, seq: int) ->
     report.signed, bad_signature = signature_problem(row, _domain(chain))
     if bad_signature is not None:
         report.problems.append(bad_signature)
-    sizes = sorted(event.tree_size for event in chain.anchored_events())
-    size = next((s for s in sizes if s > seq), None)
-    if size is None:
+    events = sorted(
+        chain.anchored_events() if anchored is None else anchored, key=lambda e: e.tree_size
+    )
+    event = next((e for e in events if e.tree_size > seq), None)
+    if event is None:
         return report
-    root = chain.root_at(size)
-    leaves = [
-        bytes(r[0])
-        for r in conn.execute(
-            "SELECT leaf_hash FROM ledger_entries WHERE seq < %s ORDER BY seq", (size,)
-        )
-    ]
-    report.anchored_size, report.chain_root = size, root
-    if len(leaves) < size:
-        report.problems.append(Problem(None, "missing", f"entries of the tree of size {size}"))
-        return report
-    log = MerkleLog(leaves)
+    size = event.tree_size
+    root = (root_at or chain.root_at)(size)
+    report.anchored_size, report.chain_root, report.anchor = size, root, event
+    if log is None or len(log) < size:
+        leaves = [
+            bytes(r[0])
+            for r in conn.execute(
+                "SELECT leaf_hash FROM ledger_entries WHERE seq < %s ORDER BY seq", (size,)
+            )
+        ]
+        if len(leaves) < size:
+            report.problems.append(Problem(None, "missing", f"entries of the tree of size {size}"))
+            return report
+        log = MerkleLog(leaves)
     report.proof = log.inclusion_proof(seq, size)
     if root is None or not verify_inclusion(seq, size, leaf, report.proof, root):
         report.problems.append(

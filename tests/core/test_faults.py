@@ -62,3 +62,11 @@ def test_elevator_overrides_beat_site_overrides_beat_defaults() -> None:
 
 def test_unknown_threshold_names_are_reported() -> None:
     assert unknown_threshold_names({"traped_s": 1, "trapped_s": 2}) == ["traped_s"]
+
+
+def test_fault_name_literal_lists_every_fault_type_in_table_order() -> None:
+    from typing import get_args  # noqa: PLC0415
+
+    from core.faults import FAULT_TYPES, FaultName  # noqa: PLC0415
+
+    assert get_args(FaultName) == tuple(fault.name for fault in FAULT_TYPES)

@@ -28,12 +28,13 @@ def clean_environment(**overrides: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str], timeout_s: float = 180
+    *args: str, env: dict[str, str], timeout_s: float = 180, input_text: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `liftledger ARGS` and capture its output."""
+    """Run `liftledger ARGS` (with `input_text` on its standard input) and capture its output."""
     return subprocess.run(
         [*CLI, *args],
         env=env,
+        input=input_text,
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,0 +1,100 @@
+"""The FastAPI application: routes of SPEC §6 under `/api/v1`, OpenAPI at `/docs`.
+
+`create_app(settings)` builds it without connecting; the lifespan opens the database pool
+and starts the alert broadcaster, and closes both on shutdown. `app_from_environment` is
+the factory uvicorn calls in each worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import ConnectionPool
+
+from api.context import ApiContext
+from api.errors import ErrorBody, install_error_handlers
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.stream import AlertBroadcaster
+from api.views import alerts, audit, auth, elevators, maintenance, operations, reports, users
+from core.db import libpq_url
+from core.settings import Settings, load_settings
+
+POOL_MIN: Final = 2
+POOL_MAX: Final = 16
+POOL_TIMEOUT_S: Final = 10.0
+
+DESCRIPTION: Final = """
+Elevator monitoring with a chain-anchored audit trail.
+
+Sign in with `POST /api/v1/auth/token` (OAuth2 password flow) and send the token as
+`Authorization: Bearer …`. Crew members see and act on the elevators of their sites;
+supervisors read everything, audit and reports; admins manage the registry and users.
+Every list is paginated with `limit` and `cursor` (`next_cursor` of the previous page).
+Errors are JSON `{"code", "message", "field"}`; `code` is stable.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API application for `settings`; connects only when it starts serving."""
+    conninfo = libpq_url(settings.resolved_database_url())
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool: ConnectionPool[psycopg.Connection[object]] = ConnectionPool(
+            conninfo, min_size=POOL_MIN, max_size=POOL_MAX, timeout=POOL_TIMEOUT_S, open=False,
+            kwargs={"connect_timeout": 5},
+        )  # fmt: skip
+        pool.open(wait=False)
+        broadcaster = AlertBroadcaster(conninfo)
+        broadcaster.start()
+        app.state.context = ApiContext(
+            settings=settings, pool=pool, conninfo=conninfo, metrics=metrics,
+            jwt_secret=settings.secret("jwt_secret"), broadcaster=broadcaster,
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            broadcaster.stop()
+            pool.close()
+
+    app = FastAPI(
+        title="LiftLedger API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses={500: {"model": ErrorBody, "description": "internal error (a bug)"}},
+    )
+    install_error_handlers(app)
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def _data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # SQL class 22 (data exception) is caused by a value the client sent.
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid value"
+        body = ErrorBody(code="invalid_input", message=message)
+        return JSONResponse(body.model_dump(), status_code=422)
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        body = ErrorBody(code="database_unavailable", message="the database is unavailable")
+        return JSONResponse(body.model_dump(), status_code=503)
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _bad_text(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        body = ErrorBody(code="invalid_input", message="text must be valid Unicode")
+        return JSONResponse(body.model_dump(), status_code=422)
+
+    for module in (auth, users, elevators, alerts, maintenance, audit, reports, operations):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The uvicorn factory: settings from the environment, as every process reads them."""
+    return create_app(load_settings())

@@ -1,0 +1,102 @@
+"""Request dependencies as `Annotated` aliases: the connection, the caller, their role.
+
+Every route names the caller it needs (`CurrentUser`, `Supervisor`, `Admin`, `CrewMember`);
+the site checks live in `require_site`, which every route touching one elevator calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from accounts.tokens import TokenError, read_token
+from accounts.users import UserRecord, get_user
+from api.context import ApiContext
+from api.errors import ApiError, forbidden, not_found
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+_UNAUTHENTICATED = {"WWW-Authenticate": "Bearer"}
+
+
+def get_context(request: Request) -> ApiContext:
+    """The process's shared state."""
+    context: ApiContext = request.app.state.context
+    return context
+
+
+Context = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_connection(context: Context) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled connection for the request; a write route commits before it answers."""
+    try:
+        with context.pool.connection() as conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise ApiError(503, "database_unavailable", f"the database is unavailable: {exc}") from exc
+
+
+Conn = Annotated[psycopg.Connection[Any], Depends(get_connection)]
+
+
+def get_current_user(
+    context: Context, conn: Conn, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> UserRecord:
+    """The active user the bearer token names; 401 otherwise."""
+    if not token:
+        raise ApiError(401, "not_authenticated", "a bearer token is required",
+                       headers=_UNAUTHENTICATED)  # fmt: skip
+    try:
+        claims = read_token(token, secret=context.jwt_secret)
+    except TokenError as exc:
+        raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}",
+                       headers=_UNAUTHENTICATED) from exc  # fmt: skip
+    user = get_user(conn, claims.username)
+    if user is None or not user.active:
+        raise ApiError(401, "invalid_token", "the token's user is unknown or deactivated",
+                       headers=_UNAUTHENTICATED)  # fmt: skip
+    return user
+
+
+CurrentUser = Annotated[UserRecord, Depends(get_current_user)]
+
+
+def _role_in(*roles: str) -> Any:
+    def check(user: CurrentUser) -> UserRecord:
+        if user.role not in roles:
+            raise forbidden(f"this needs the role {' or '.join(roles)}; you are {user.role}")
+        return user
+
+    return Depends(check)
+
+
+# Who may do what (SPEC §6): crew acts on its sites; supervisors read everything; admins manage.
+Reader = CurrentUser  # any role; lists are limited to the caller's sites
+Auditor = Annotated[UserRecord, _role_in("supervisor", "admin")]
+Admin = Annotated[UserRecord, _role_in("admin")]
+CrewMember = Annotated[UserRecord, _role_in("crew")]
+
+
+def elevator_site(conn: psycopg.Connection[Any], elevator_id: str) -> str:
+    """The site of an elevator; 404 when it is not registered."""
+    row = conn.execute("SELECT site_id FROM elevators WHERE id = %s", (elevator_id,)).fetchone()
+    if row is None:
+        raise not_found(f"elevator {elevator_id}")
+    return str(row[0])
+
+
+def require_site(user: UserRecord, site_id: str, what: str) -> None:
+    """403 unless `user` may see `site_id`."""
+    if not user.can_see_site(site_id):
+        raise forbidden(f"{what} is on site {site_id}, which is not one of your sites")
+
+
+def utc_now() -> dt.datetime:
+    """The server's time, for workflow steps and reports."""
+    return dt.datetime.now(dt.UTC)

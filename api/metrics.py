@@ -1,0 +1,63 @@
+"""Prometheus metrics of the API: requests by route and status, and their latency."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class ApiMetrics:
+    """The metrics of one API process, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "liftledger_api_requests", "HTTP requests answered", ["method", "route", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "liftledger_api_request_seconds", "time to the response's first byte",
+            ["method", "route"], buckets=LATENCY_BUCKETS_S, registry=self.registry,
+        )  # fmt: skip
+        self.streams = Gauge(
+            "liftledger_api_alert_streams", "open alert streams (SSE)", registry=self.registry
+        )
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template (not its raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                route = _route_of(scope)
+                self.metrics.latency.labels(scope["method"], route).observe(
+                    time.perf_counter() - started
+                )
+                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            await send(message)
+
+        await self.app(scope, receive, send_and_observe)
+
+
+def _route_of(scope: dict[str, Any] | Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"

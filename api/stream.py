@@ -1,0 +1,167 @@
+"""The alert stream behind `GET /api/v1/alerts/stream` (Server-Sent Events).
+
+One `AlertBroadcaster` thread per API process listens on the ledger's NOTIFY channel, reads
+each new alert notice once (`alerts.feed`) and hands it to every connected client's queue;
+clients are async generators, so a thousand open streams cost a thousand queues, not a
+thousand threads or database connections. A client that falls too far behind is closed and
+resumes with `Last-Event-ID` (the ledger seq), replayed from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import psycopg
+
+from alerts.feed import (
+    AlertNotice,
+    NoticeFilter,
+    latest_seq,
+    listen,
+    read_notices,
+    wait_for_entries,
+)
+
+log = logging.getLogger(__name__)
+
+WAIT_S: Final = 1.0
+RECONNECT_S: Final = 1.0
+KEEPALIVE_S: Final = 15.0
+QUEUE_LIMIT: Final = 10_000
+REPLAY_LIMIT: Final = 10_000
+CLOSED: Final = None  # put on a queue to end that client's stream
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One connected client."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[AlertNotice | None] = field(default_factory=asyncio.Queue)
+    overflowed: bool = False
+
+    def offer(self, notice: AlertNotice) -> None:
+        """Runs on the event loop: queue a notice, or end a stream that cannot keep up."""
+        if self.overflowed:
+            return
+        if self.queue.qsize() >= QUEUE_LIMIT:
+            self.overflowed = True
+            self.queue.put_nowait(CLOSED)
+            return
+        self.queue.put_nowait(notice)
+
+
+class AlertBroadcaster:
+    """Reads new alert notices and fans them out to the connected clients."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self.cursor = -1
+        self._subscribers: set[Subscriber] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-broadcaster", daemon=True)
+
+    def start(self, ready_timeout_s: float = 10.0) -> None:
+        """Start reading; waits until the current ledger position is known."""
+        self._thread.start()
+        self._ready.wait(ready_timeout_s)
+
+    def stop(self) -> None:
+        """Stop reading and end every stream."""
+        self._stop.set()
+        self._thread.join(timeout=5 * WAIT_S)
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber.loop.call_soon_threadsafe(subscriber.queue.put_nowait, CLOSED)
+
+    def subscribe(self) -> Subscriber:
+        """Register a client of the running event loop."""
+        subscriber = Subscriber(asyncio.get_running_loop())
+        with self._lock:
+            self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Forget a client that went away."""
+        with self._lock:
+            self._subscribers.discard(subscriber)
+
+    def _publish(self, notices: list[AlertNotice]) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            for notice in notices:
+                subscriber.loop.call_soon_threadsafe(subscriber.offer, notice)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    listen(conn)
+                    if self.cursor < 0:
+                        self.cursor = latest_seq(conn)
+                    self._ready.set()
+                    self._follow(conn)
+            except psycopg.Error as exc:
+                log.warning("alert stream: database unavailable (%s); retrying", exc)
+                self._ready.set()
+                self._stop.wait(RECONNECT_S)
+
+    def _follow(self, conn: psycopg.Connection[Any]) -> None:
+        while not self._stop.is_set():
+            notices = read_notices(conn, after_seq=self.cursor, limit=1000)
+            if notices:
+                self.cursor = notices[-1].seq
+                self._publish(notices)
+                continue
+            wait_for_entries(conn, WAIT_S)
+
+
+def sse_frame(notice: AlertNotice) -> str:
+    """One SSE event: `id` is the ledger seq, `data` the notice as every channel sends it."""
+    return f"id: {notice.seq}\nevent: alert\ndata: {notice.payload().decode()}\n\n"
+
+
+async def event_stream(
+    broadcaster: AlertBroadcaster,
+    wanted: NoticeFilter,
+    *,
+    after_seq: int | None,
+    replay: Callable[[int, int], list[AlertNotice]],
+) -> AsyncIterator[str]:
+    """The SSE text of one client: replay after `after_seq`, then live notices."""
+    subscriber = broadcaster.subscribe()
+    try:
+        yield "retry: 3000\n\n"
+        sent = broadcaster.cursor if after_seq is None else after_seq
+        while after_seq is not None:  # replay what the client missed, a batch at a time
+            batch = await asyncio.to_thread(replay, sent, REPLAY_LIMIT)
+            for missed in batch:
+                sent = missed.seq
+                if wanted.matches(missed):
+                    yield sse_frame(missed)
+            if len(batch) < REPLAY_LIMIT:
+                break
+        while True:
+            try:
+                notice = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if notice is None:  # CLOSED
+                return
+            if notice.seq <= sent:
+                continue
+            sent = notice.seq
+            if wanted.matches(notice):
+                yield sse_frame(notice)
+    finally:
+        broadcaster.unsubscribe(subscriber)

@@ -1,0 +1,205 @@
+"""The supervisor's audit: one entry with its inclusion proof checked against the root read
+from the chain, an elevator's whole trail, and the whole-log verification report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Path
+from psycopg.rows import dict_row
+from pydantic import BaseModel
+
+from api.deps import Auditor, Conn, Context
+from api.errors import ApiError, error_responses, not_found
+from api.pagination import Cursor, Limit, Page, cut, int_cursor
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+Seq = Annotated[int, Path(ge=0, le=2**63 - 1)]
+ElevatorId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+_RESPONSES: Final = error_responses(401, 403, 404, 422, 503)
+
+
+class ProblemOut(BaseModel):
+    """One thing that does not verify."""
+
+    seq: int | None
+    kind: str
+    detail: str
+
+
+class AnchorOut(BaseModel):
+    """The on-chain anchor whose root the entry's proof reaches."""
+
+    chain_id: int | None
+    contract: str | None
+    tree_size: int
+    root: str
+    block_number: int
+    tx_hash: str
+
+
+class EntryProof(BaseModel):
+    """An entry, its inclusion proof and the verification result against the chain."""
+
+    seq: int
+    kind: str
+    elevator_id: str | None
+    source_table: str
+    source_id: int
+    content: dict[str, Any]
+    content_hash: str
+    leaf_hash: str
+    created_at: dt.datetime
+    anchored: bool
+    anchor: AnchorOut | None
+    proof: list[str]
+    signed: bool | None
+    verified: bool
+    problems: list[ProblemOut]
+
+
+class TrailItem(BaseModel):
+    """One ledger entry of an elevator, decoded: an alert event or a maintenance record."""
+
+    seq: int
+    kind: str
+    time: dt.datetime | None
+    summary: str
+    content: dict[str, Any]
+    created_at: dt.datetime
+
+
+class Trail(Page[TrailItem]):
+    """An elevator's audit trail, in ledger order (the order events were recorded)."""
+
+    elevator_id: str
+
+
+class LogReportOut(BaseModel):
+    """The whole-log verification report."""
+
+    entries: int
+    anchored_size: int
+    anchors_checked: int
+    ok: bool
+    problems: list[ProblemOut]
+
+
+@contextmanager
+def _chain_errors() -> Iterator[None]:
+    from api.context import NoContract  # noqa: PLC0415
+    from ledger.chain import ChainRefused, ChainUnavailable  # noqa: PLC0415
+
+    try:
+        yield
+    except (NoContract, ChainUnavailable, ChainRefused) as exc:
+        raise ApiError(503, "chain_unavailable", str(exc)) from exc
+
+
+def _hex(value: bytes | None) -> str:
+    return "0x" + bytes(value or b"").hex()
+
+
+@router.get("/entries/{seq}", responses=_RESPONSES)
+def get_entry(seq: Seq, conn: Conn, context: Context, user: Auditor) -> EntryProof:
+    """Entry `seq`: content, hashes recomputed, source row compared, signature checked,
+    inclusion proof to the smallest anchored tree, and that tree's root **read from the
+    chain** (`verified` is true only when all of it holds)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT seq, kind, elevator_id, source_table, source_id, canonical, content_hash, "
+            "leaf_hash, created_at FROM ledger_entries WHERE seq = %s",
+            (seq,),
+        ).fetchone()
+    if row is None:
+        raise not_found(f"ledger entry {seq}")
+    with _chain_errors():
+        view = context.ledger_view(conn)
+        report = view.verify_entry(conn, seq)
+    try:
+        content = json.loads(bytes(row["canonical"]))
+    except ValueError:
+        content = {}
+    anchor = None
+    if report.anchor is not None:
+        anchor = AnchorOut(
+            chain_id=view.chain_id, contract=view.address, tree_size=report.anchor.tree_size,
+            root=_hex(report.chain_root), block_number=report.anchor.block_number,
+            tx_hash=_hex(report.anchor.tx_hash),
+        )  # fmt: skip
+    return EntryProof(
+        seq=seq, kind=row["kind"], elevator_id=row["elevator_id"],
+        source_table=row["source_table"], source_id=row["source_id"],
+        content=content if isinstance(content, dict) else {},
+        content_hash=_hex(row["content_hash"]), leaf_hash=_hex(row["leaf_hash"]),
+        created_at=row["created_at"], anchored=report.anchored_size is not None, anchor=anchor,
+        proof=[_hex(node) for node in report.proof], signed=report.signed, verified=report.ok,
+        problems=[ProblemOut(seq=p.seq, kind=p.kind, detail=p.detail) for p in report.problems],
+    )  # fmt: skip
+
+
+def _summary(kind: str, content: dict[str, Any]) -> tuple[dt.datetime | None, str]:
+    if kind == "alert_event":
+        when = content.get("time")
+        actor = content.get("actor_user_id")
+        who = f" by user {actor}" if actor is not None else ""
+        text = f"alert {content.get('alert_id')} {content.get('type')}: {content.get('event')}"
+        return (dt.datetime.fromisoformat(when) if isinstance(when, str) else None), text + who
+    if kind == "maintenance_record":
+        performed = content.get("performed_at")
+        signed = "signed" if content.get("signed") else "unsigned"
+        text = f"{content.get('record_kind')} maintenance ({signed}): {content.get('summary')}"
+        moment = (
+            dt.datetime.fromtimestamp(performed, dt.UTC) if isinstance(performed, int) else None
+        )
+        return moment, text
+    return None, kind
+
+
+@router.get("/elevators/{elevator_id}", responses=error_responses(401, 403, 404, 422))
+def get_trail(
+    elevator_id: ElevatorId, conn: Conn, user: Auditor, limit: Limit = 50, cursor: Cursor = None
+) -> Trail:
+    """Every ledger entry of an elevator (alert events with their workflow steps, maintenance
+    records), oldest first; each names its seq for `GET /audit/entries/{seq}`."""
+    if conn.execute("SELECT 1 FROM elevators WHERE id = %s", (elevator_id,)).fetchone() is None:
+        raise not_found(f"elevator {elevator_id}")
+    after = int_cursor(cursor)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT seq, kind, canonical, created_at FROM ledger_entries "
+            "WHERE elevator_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            (elevator_id, -1 if after is None else after, limit + 1),
+        ).fetchall()
+    page, next_after = cut(rows, limit, lambda row: row["seq"])
+    items = []
+    for row in page:
+        try:
+            content = json.loads(bytes(row["canonical"]))
+        except ValueError:
+            content = {}
+        content = content if isinstance(content, dict) else {}
+        content.pop("salt", None)
+        content.pop("prev", None)
+        when, text = _summary(row["kind"], content)
+        items.append(TrailItem(seq=row["seq"], kind=row["kind"], time=when, summary=text,
+                               content=content, created_at=row["created_at"]))  # fmt: skip
+    return Trail(elevator_id=elevator_id, items=items, next_cursor=next_after)
+
+
+@router.post("/verify", responses=error_responses(401, 403, 503))
+def verify_whole_log(conn: Conn, context: Context, user: Auditor) -> LogReportOut:
+    """Audit the whole log: every seq present, every leaf recomputed, every source row
+    compared, every anchored root matched against the chain; problems name each entry."""
+    with _chain_errors():
+        report = context.ledger_view(conn).verify_log(conn)
+    return LogReportOut(
+        entries=report.entries, anchored_size=report.anchored_size,
+        anchors_checked=report.anchors_checked, ok=report.ok,
+        problems=[ProblemOut(seq=p.seq, kind=p.kind, detail=p.detail) for p in report.problems],
+    )  # fmt: skip

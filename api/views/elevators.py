@@ -1,0 +1,274 @@
+"""The registry with live status (online, floor, mode, last seen, active alerts) and the
+telemetry of one elevator, raw or in `time_bucket` aggregates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, Field
+
+from api.deps import Admin, Conn, Reader, elevator_site, require_site
+from api.errors import ApiError, error_responses, invalid, not_found
+from api.pagination import Cursor, Limit, Page, cut
+from core.fleet import FleetError, create_elevator, get_elevator, list_elevators, update_elevator
+from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, read_samples
+
+router = APIRouter(prefix="/api/v1/elevators", tags=["elevators"])
+
+ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+ElevatorId = Annotated[str, Path(pattern=ID_PATTERN, description="elevator id")]
+Floor = Annotated[int, Field(ge=-20, le=300)]
+Positive = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
+Thresholds = dict[
+    Annotated[str, Field(max_length=64)], Annotated[float, Field(allow_inf_nan=False)]
+]
+DEFAULT_WINDOW: Final = dt.timedelta(hours=1)
+BUCKET_PATTERN: Final = re.compile(r"^(\d{1,6})(s|m|h|d)$")
+BUCKET_UNITS_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ActiveAlert(BaseModel):
+    """An unresolved alert of the elevator."""
+
+    id: int
+    type: str
+    severity: str
+    status: str
+    condition: str
+    opened_at: dt.datetime
+
+
+class LiveStatus(BaseModel):
+    """What the collectors last heard from the elevator."""
+
+    online: bool
+    last_seen: dt.datetime | None
+    floor: int | None
+    mode: str | None
+
+
+class ElevatorOut(BaseModel):
+    """An elevator: registry fields, live status and active alerts."""
+
+    id: str
+    site_id: str
+    building: str
+    registration_code: str | None
+    lowest_floor: int
+    highest_floor: int
+    floor_height_m: float
+    rated_speed_mps: float
+    rated_load_kg: float
+    acceleration_mps2: float
+    jerk_mps3: float
+    manufacturer: str | None
+    installed_on: dt.date | None
+    thresholds: dict[str, float]
+    active: bool
+    status: LiveStatus
+    active_alerts: list[ActiveAlert]
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> ElevatorOut:
+        """From a `core.fleet` row."""
+        live = LiveStatus(online=row["online"], last_seen=row["last_seen"], floor=row["floor"],
+                          mode=row["mode"])  # fmt: skip
+        fields = {name: row[name] for name in cls.model_fields if name in row}
+        return cls(**fields | {"status": live})
+
+
+class ElevatorFields(BaseModel):
+    """Registry fields an admin may set."""
+
+    site_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    building: str | None = Field(default=None, min_length=1, max_length=200)
+    registration_code: str | None = Field(default=None, min_length=1, max_length=64)
+    lowest_floor: Floor | None = None
+    highest_floor: Floor | None = None
+    floor_height_m: Positive | None = None
+    rated_speed_mps: Positive | None = None
+    rated_load_kg: Positive | None = None
+    acceleration_mps2: Positive | None = None
+    jerk_mps3: Positive | None = None
+    manufacturer: str | None = Field(default=None, max_length=200)
+    installed_on: dt.date | None = None
+    thresholds: Thresholds | None = None
+    active: bool | None = None
+
+
+class ElevatorIn(ElevatorFields):
+    """A new elevator."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    site_id: str = Field(pattern=ID_PATTERN)
+    building: str = Field(min_length=1, max_length=200)
+    lowest_floor: Floor
+    highest_floor: Floor
+    rated_speed_mps: Positive
+    rated_load_kg: Positive
+
+
+class Sample(BaseModel):
+    """One stored telemetry sample."""
+
+    time: dt.datetime
+    floor: int
+    pos_m: float
+    speed_mps: float
+    dir: str
+    door: str
+    door_zone: bool
+    door_lock: bool
+    safety_chain: bool
+    power: str
+    load_kg: float
+    occupied: bool
+    mode: str
+    vib_mg: float | None
+    motor_c: float | None
+    brake_c: float | None
+    level_mm: float | None
+
+
+class Bucket(BaseModel):
+    """Aggregates of the samples in one time bucket."""
+
+    bucket: dt.datetime
+    samples: int
+    moving_samples: int
+    speed_avg_mps: float | None
+    speed_max_mps: float | None
+    load_avg_kg: float | None
+    load_max_kg: float | None
+    vib_max_mg: float | None
+    motor_max_c: float | None
+    brake_max_c: float | None
+    floor_min: int | None
+    floor_max: int | None
+    door_open_samples: int
+
+
+class Telemetry(BaseModel):
+    """Raw samples (no `bucket`) or bucket aggregates of one elevator over [start, end)."""
+
+    elevator_id: str
+    start: dt.datetime
+    end: dt.datetime
+    bucket_s: int | None
+    samples: list[Sample] | None
+    buckets: list[Bucket] | None
+    next_cursor: str | None
+
+
+def _fleet_error(exc: FleetError) -> ApiError:
+    status_code = 409 if exc.code in {"elevator_exists", "registration_taken"} else 422
+    return ApiError(status_code, exc.code, str(exc), field=exc.field)
+
+
+@router.get("", responses=error_responses(401, 422))
+def get_elevators(
+    conn: Conn,
+    user: Reader,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    online: bool | None = None,
+    limit: Limit = 50,
+    cursor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+) -> Page[ElevatorOut]:
+    """Elevators with live status, by id; a crew member sees only their sites."""
+    rows = list_elevators(
+        conn, sites=user.site_scope, site=site, online=online, after_id=cursor, limit=limit + 1
+    )
+    page, after = cut(rows, limit, lambda row: row["id"])
+    return Page[ElevatorOut](items=[ElevatorOut.of(row) for row in page], next_cursor=after)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 403, 409, 422))
+def add_elevator(body: ElevatorIn, conn: Conn, admin: Admin) -> ElevatorOut:
+    """Register an elevator (admins). Its device account: `liftledger elevators credentials`."""
+    try:
+        row = create_elevator(conn, body.model_dump(exclude_none=True))
+    except FleetError as exc:
+        raise _fleet_error(exc) from exc
+    conn.commit()
+    return ElevatorOut.of(row)
+
+
+@router.get("/{elevator_id}", responses=error_responses(401, 403, 404, 422))
+def get_one_elevator(elevator_id: ElevatorId, conn: Conn, user: Reader) -> ElevatorOut:
+    """One elevator with live status and active alerts."""
+    row = get_elevator(conn, elevator_id)
+    if row is None:
+        raise not_found(f"elevator {elevator_id}")
+    require_site(user, row["site_id"], f"elevator {elevator_id}")
+    return ElevatorOut.of(row)
+
+
+@router.put("/{elevator_id}", responses=error_responses(401, 403, 404, 409, 422))
+def change_elevator(
+    elevator_id: ElevatorId, body: ElevatorFields, conn: Conn, admin: Admin
+) -> ElevatorOut:
+    """Change registry fields (admins); fields left out stay as they are."""
+    try:
+        row = update_elevator(conn, elevator_id, body.model_dump(exclude_unset=True))
+    except FleetError as exc:
+        raise _fleet_error(exc) from exc
+    if row is None:
+        raise not_found(f"elevator {elevator_id}")
+    conn.commit()
+    return ElevatorOut.of(row)
+
+
+def _bucket_seconds(text: str) -> int:
+    match = BUCKET_PATTERN.match(text)
+    if match is None:
+        raise invalid("bucket", "bucket is a number and a unit: 30s, 1m, 15m, 1h, 1d")
+    seconds = int(match[1]) * BUCKET_UNITS_S[match[2]]
+    if not 1 <= seconds <= 31 * 86400:
+        raise invalid("bucket", "bucket must be between 1s and 31d")
+    return seconds
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    # A time without an offset is taken as UTC, as the device protocol's times are.
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
+@router.get("/{elevator_id}/telemetry", responses=error_responses(401, 403, 404, 422))
+def get_telemetry(
+    elevator_id: ElevatorId,
+    conn: Conn,
+    user: Reader,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    bucket: Annotated[str | None, Query(max_length=10, description="e.g. 1m, 15m, 1h")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_RAW_ROWS)] = 1000,
+    cursor: Cursor = None,
+) -> Telemetry:
+    """Samples in [start, end) (default: the last hour), or aggregates per `bucket`."""
+    require_site(user, elevator_site(conn, elevator_id), f"elevator {elevator_id}")
+    end = _utc(end) if end else dt.datetime.now(dt.UTC)
+    start = _utc(start) if start else end - DEFAULT_WINDOW
+    if start >= end:
+        raise invalid("start", "start must be before end")
+    if bucket is not None:
+        bucket_s = _bucket_seconds(bucket)
+        if (end - start).total_seconds() / bucket_s > MAX_BUCKETS:
+            raise invalid("bucket", f"at most {MAX_BUCKETS} buckets: widen bucket or narrow range")
+        rows = read_buckets(conn, elevator_id, start=start, end=end, bucket_s=bucket_s)
+        buckets = [Bucket(**row) for row in rows]
+        return Telemetry(elevator_id=elevator_id, start=start, end=end, bucket_s=bucket_s,
+                         samples=None, buckets=buckets, next_cursor=None)  # fmt: skip
+    after = None
+    if cursor is not None:
+        try:
+            after = _utc(dt.datetime.fromisoformat(cursor))
+        except ValueError as exc:
+            raise invalid("cursor", "cursor is not a value this API handed out") from exc
+    rows = read_samples(conn, elevator_id, start=start, end=end, limit=limit + 1, after=after)
+    page, next_after = cut(rows, limit, lambda row: row["time"].isoformat())
+    return Telemetry(elevator_id=elevator_id, start=start, end=end, bucket_s=None,
+                     samples=[Sample(**row) for row in page], buckets=None,
+                     next_cursor=next_after)  # fmt: skip

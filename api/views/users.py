@@ -1,0 +1,95 @@
+"""User management (admins): list, add, change role, sites, signing key or password."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, status
+from pydantic import BaseModel, Field
+
+from accounts.users import AccountError, create_user, get_user, list_users, update_user
+from api.deps import Admin, Conn
+from api.errors import ApiError, error_responses, not_found
+from api.pagination import Cursor, Limit, Page, cut, int_cursor
+from api.views.auth import UserOut
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+Role = Literal["crew", "supervisor", "admin"]
+Username = Annotated[str, Path(min_length=1, max_length=64)]
+SiteId = Annotated[str, Field(min_length=1, max_length=64)]
+Signer = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+
+
+class UserIn(BaseModel):
+    """A new user."""
+
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    role: Role
+    sites: list[SiteId] = Field(default_factory=list, max_length=500)
+    password: str | None = Field(default=None, min_length=8, max_length=200)
+    full_name: str | None = Field(default=None, max_length=200)
+    signer_address: Signer | None = None
+
+
+class UserChange(BaseModel):
+    """Fields to change; those left out stay as they are."""
+
+    role: Role | None = None
+    sites: list[SiteId] | None = Field(default=None, max_length=500)
+    password: str | None = Field(default=None, min_length=8, max_length=200)
+    full_name: str | None = Field(default=None, max_length=200)
+    signer_address: Signer | None = None
+    active: bool | None = None
+
+
+def _refused(exc: AccountError) -> ApiError:
+    if exc.code == "user_not_found":
+        return not_found(str(exc).removesuffix(" does not exist"))
+    status_code = 409 if exc.code == "user_exists" else 422
+    return ApiError(status_code, exc.code, str(exc), field=exc.field)
+
+
+@router.get("", responses=error_responses(401, 403, 422))
+def get_users(conn: Conn, admin: Admin, limit: Limit = 50, cursor: Cursor = None) -> Page[UserOut]:
+    """Every user, a page at a time."""
+    users = list_users(conn, after_id=int_cursor(cursor) or 0, limit=limit + 1)
+    page, after = cut(users, limit, lambda user: user.id)
+    return Page[UserOut](items=[UserOut.of(user) for user in page], next_cursor=after)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 403, 409, 422))
+def add_user(body: UserIn, conn: Conn, admin: Admin) -> UserOut:
+    """Add a crew member, supervisor or admin."""
+    try:
+        user = create_user(
+            conn, username=body.username, role=body.role, sites=body.sites,
+            password=body.password, full_name=body.full_name, signer_address=body.signer_address,
+        )  # fmt: skip
+    except AccountError as exc:
+        raise _refused(exc) from exc
+    conn.commit()
+    return UserOut.of(user)
+
+
+@router.get("/{username}", responses=error_responses(401, 403, 404, 422))
+def get_one_user(username: Username, conn: Conn, admin: Admin) -> UserOut:
+    """One user."""
+    user = get_user(conn, username)
+    if user is None:
+        raise not_found(f"user {username}")
+    return UserOut.of(user)
+
+
+@router.put("/{username}", responses=error_responses(401, 403, 404, 422))
+def change_user(username: Username, body: UserChange, conn: Conn, admin: Admin) -> UserOut:
+    """Change a user's role, sites, signing key, password, name or active flag."""
+    try:
+        user = update_user(
+            conn, username, role=body.role, sites=body.sites, password=body.password,
+            full_name=body.full_name, signer_address=body.signer_address, active=body.active,
+        )  # fmt: skip
+    except AccountError as exc:
+        raise _refused(exc) from exc
+    conn.commit()
+    return UserOut.of(user)

@@ -1,0 +1,137 @@
+"""A real API server for tests: the application on uvicorn in a thread, over real HTTP.
+
+The server uses the session's test database and the stack's chain; requests go through
+httpx to a real socket, so streaming (SSE), the pool and the lifespan behave as deployed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import uvicorn
+
+from accounts.tokens import issue_token
+from accounts.users import create_user
+from api.app import create_app
+from core.faults import FAULT_TYPES
+from core.settings import Settings, load_settings
+from tests.integration.cli_helpers import free_port
+
+
+@contextmanager
+def running_api(stack_settings: Settings, database_url: str) -> Iterator[str]:
+    """Serve the API on the test database; yields its base URL."""
+    settings = load_settings(database_url=database_url)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@dataclass(frozen=True)
+class Person:
+    """A user made for a test, with a ready bearer token."""
+
+    username: str
+    user_id: int
+    role: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def add_person(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    role: str,
+    *,
+    sites: list[str] | None = None,
+    password: str | None = None,
+    signer: str | None = None,
+) -> Person:
+    """Create a user (committed) and a token for them."""
+    name = f"{role}-{uuid.uuid4().hex[:8]}"
+    user = create_user(conn, username=name, role=role, sites=sites or [], password=password,
+                       signer_address=signer)  # fmt: skip
+    conn.commit()
+    token = issue_token(name, secret=settings.secret("jwt_secret"), now=dt.datetime.now(dt.UTC))
+    return Person(name, user.id, role, token)
+
+
+def add_site_with_elevator(conn: psycopg.Connection[Any], prefix: str) -> tuple[str, str]:
+    """A new site with one elevator (committed); returns (site, elevator)."""
+    suffix = uuid.uuid4().hex[:8]
+    site, elevator = f"{prefix}-{suffix}", f"{prefix}-el-{suffix}"
+    conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (site, f"Site {prefix}"))
+    conn.execute(
+        "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
+        "rated_speed_mps, rated_load_kg) VALUES (%s, %s, 'Bldg 1', 1, 9, 1.0, 800)",
+        (elevator, site),
+    )
+    conn.commit()
+    return site, elevator
+
+
+def add_alert(
+    conn: psycopg.Connection[Any],
+    elevator: str,
+    site: str,
+    *,
+    status: str = "open",
+    type_: str | None = None,
+    severity: str = "critical",
+) -> int:
+    """An alert row in the given workflow status (committed); without `type_`, of a type the
+    elevator has no unresolved alert of (at most one may be unresolved per type)."""
+    now = dt.datetime.now(dt.UTC)
+    if type_ is None:
+        taken = {
+            row[0]
+            for row in conn.execute(
+                "SELECT type FROM alerts WHERE elevator_id = %s "
+                "AND status IN ('open', 'acknowledged', 'on_site')",
+                (elevator,),
+            )
+        }
+        type_ = next(fault.name for fault in FAULT_TYPES if fault.name not in taken)
+    row = conn.execute(
+        "INSERT INTO alerts (elevator_id, site_id, type, severity, status, opened_at, "
+        "last_active_at, acknowledged_at, closed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "RETURNING id",
+        (elevator, site, type_, severity, status, now, now,
+         now if status != "open" else None,
+         now if status in {"resolved", "false_alarm"} else None),
+    ).fetchone()  # fmt: skip
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def client(base_url: str) -> httpx.Client:
+    """An HTTP client for the server."""
+    return httpx.Client(base_url=base_url, timeout=30.0)
