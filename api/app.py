@@ -68,7 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        responses={500: {"model": ErrorBody, "description": "internal error (a bug)"}},
+        responses={
+            400: {"model": ErrorBody, "description": "the request body cannot be parsed"},
+            500: {"model": ErrorBody, "description": "internal error (a bug)"},
+        },
     )
     install_error_handlers(app)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, Conn, Reader, elevator_site, require_site
 from api.errors import ApiError, error_responses, invalid, not_found
 from api.pagination import Cursor, Limit, Page, cut
+from api.types import Flag, Floor, IsoDate, IsoDateTime, Number
 from core.fleet import FleetError, create_elevator, get_elevator, list_elevators, update_elevator
 from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, read_samples
 
@@ -20,11 +21,8 @@ router = APIRouter(prefix="/api/v1/elevators", tags=["elevators"])
 
 ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 ElevatorId = Annotated[str, Path(pattern=ID_PATTERN, description="elevator id")]
-Floor = Annotated[int, Field(ge=-20, le=300)]
-Positive = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
-Thresholds = dict[
-    Annotated[str, Field(max_length=64)], Annotated[float, Field(allow_inf_nan=False)]
-]
+Positive = Annotated[Number, Field(gt=0, le=100_000)]
+Thresholds = dict[Annotated[str, Field(max_length=64)], Number]
 DEFAULT_WINDOW: Final = dt.timedelta(hours=1)
 BUCKET_PATTERN: Final = re.compile(r"^(\d{1,6})(s|m|h|d)$")
 BUCKET_UNITS_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -94,9 +92,9 @@ class ElevatorFields(BaseModel):
     acceleration_mps2: Positive | None = None
     jerk_mps3: Positive | None = None
     manufacturer: str | None = Field(default=None, max_length=200)
-    installed_on: dt.date | None = None
+    installed_on: IsoDate | None = None
     thresholds: Thresholds | None = None
-    active: bool | None = None
+    active: Flag | None = None
 
 
 class ElevatorIn(ElevatorFields):
@@ -241,8 +239,8 @@ def get_telemetry(
     elevator_id: ElevatorId,
     conn: Conn,
     user: Reader,
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
+    start: IsoDateTime | None = None,
+    end: IsoDateTime | None = None,
     bucket: Annotated[str | None, Query(max_length=10, description="e.g. 1m, 15m, 1h")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RAW_ROWS)] = 1000,
     cursor: Cursor = None,

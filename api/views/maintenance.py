@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from api.deps import Conn, Context, CrewMember, Reader, elevator_site, require_site
 from api.errors import ApiError, error_responses
 from api.pagination import Cursor, Limit, Page, cut, int_cursor
+from api.types import Flag, Integer, IsoDateTime
 from maintenance.records import MaintenanceRecordError, MaintenanceRecordInput, file_record
 
 router = APIRouter(prefix="/api/v1/maintenance", tags=["maintenance"])
@@ -21,8 +22,8 @@ IdText = Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # A record describes work already done: its time may not lie ahead (beyond clock drift).
 FUTURE_TOLERANCE: Final = dt.timedelta(minutes=5)
 # Detail values are kept to what RFC 8785 encodes exactly: integers within ±(2^53 - 1).
-SafeInt = Annotated[int, Field(ge=-(2**53) + 1, le=2**53 - 1)]
-DetailValue = Annotated[str, Field(max_length=2000)] | SafeInt | bool | None
+SafeInt = Annotated[Integer, Field(ge=-(2**53) + 1, le=2**53 - 1)]
+DetailValue = Annotated[str, Field(max_length=2000)] | SafeInt | Flag | None
 
 _SELECT: Final = """
 SELECT m.id, m.elevator_id, e.site_id, m.kind, m.performed_at, u.username AS performed_by,
@@ -40,12 +41,12 @@ class RecordIn(BaseModel):
 
     elevator_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     kind: Kind
-    performed_at: dt.datetime
+    performed_at: IsoDateTime
     summary: str = Field(min_length=1, max_length=2000)
     details: dict[Annotated[str, Field(max_length=64)], DetailValue] = Field(
         default_factory=dict, max_length=100
     )
-    corrects_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    corrects_id: Integer | None = Field(default=None, ge=1, le=2**63 - 1)
     signature: str | None = Field(
         default=None,
         pattern=r"^(0x)?[0-9a-fA-F]{130}$",

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from api.deps import Auditor, Conn, utc_now
 from api.errors import error_responses, invalid
+from api.types import IsoDateTime
 from reports import build_report
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
@@ -38,8 +39,8 @@ def get_report(
     name: Annotated[ReportName, Path()],
     conn: Conn,
     user: Auditor,
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
+    start: IsoDateTime | None = None,
+    end: IsoDateTime | None = None,
     site: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
     format: Literal["json", "csv"] | None = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,

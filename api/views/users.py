@@ -11,6 +11,7 @@ from accounts.users import AccountError, create_user, get_user, list_users, upda
 from api.deps import Admin, Conn
 from api.errors import ApiError, error_responses, not_found
 from api.pagination import Cursor, Limit, Page, cut, int_cursor
+from api.types import Flag
 from api.views.auth import UserOut
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -40,7 +41,7 @@ class UserChange(BaseModel):
     password: str | None = Field(default=None, min_length=8, max_length=200)
     full_name: str | None = Field(default=None, max_length=200)
     signer_address: Signer | None = None
-    active: bool | None = None
+    active: Flag | None = None
 
 
 def _refused(exc: AccountError) -> ApiError:
