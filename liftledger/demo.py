@@ -2,20 +2,25 @@
 
 Brings the stack up, migrates, imports the bundled registry (21 neighbourhood committees,
 230 elevators) with their broker accounts, deploys the anchor contract unless the chain
-already has the recorded one, then runs the services as child processes: the collector
-(with detection), the notifier, the anchorer and a simulated fleet with random faults. It
-prints where to look, then one status line every few seconds (messages ingested, alerts
-open, ledger entries anchored) until Ctrl-C, when every child is stopped with SIGTERM.
-A child that dies stops the demo with the path of its log.
+already has the recorded one, makes a supervisor and a crew member (for the first
+neighbourhood committee), then runs the services as child processes: the collector (with
+detection), the notifier, the anchorer, the API and a simulated fleet with random faults.
+It prints where to look (the API with a bearer token for each of the two users), then one
+status line every few seconds (messages ingested, alerts open, ledger entries anchored)
+until Ctrl-C, when every child is stopped with SIGTERM. A child that dies stops the demo
+with the path of its log.
 """
 
 from __future__ import annotations
 
+import ctypes
+import datetime as dt
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,8 @@ from typing import Any, Final
 
 import psycopg
 
+from accounts.tokens import issue_token
+from accounts.users import create_user, get_user
 from core.credentials import ALERT_READER_USERNAME, service_credentials
 from core.db import create_engine_from_url, libpq_url, redacted, session_factory
 from core.errors import StackError
@@ -32,7 +39,13 @@ from core.settings import Settings
 from liftledger import stack
 
 STATUS_EVERY_S: Final = 5.0
+DEMO_SUPERVISOR: Final = "demo-supervisor"
+DEMO_CREW: Final = "demo-crew"
+DEMO_CREW_SITE: Final = "nc01"
+DEMO_TOKEN_TTL_S: Final = 7 * 24 * 3600
 STOP_TIMEOUT_S: Final = 30.0
+API_START_TIMEOUT_S: Final = 90.0
+PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
 REPO: Final = Path(__file__).resolve().parents[1]
 
 Say = Callable[[str], None]
@@ -46,6 +59,12 @@ class DemoOptions:
     anchor_batch_s: float = 15.0
     run_for_s: float | None = None
     collector_id: str = "liftledger-collector-0-of-1"
+
+
+def _stop_with_parent() -> None:
+    """In a child: ask Linux for SIGTERM when the demo dies, even if it is killed outright."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -67,6 +86,7 @@ class Child:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,  # Ctrl-C reaches the demo, which stops the children
+                preexec_fn=_stop_with_parent,  # noqa: PLW1509 - the demo starts no threads first
             )
 
     def exited(self) -> int | None:
@@ -99,6 +119,16 @@ def prepare(settings: Settings, say: Say) -> None:
     stack.sync_broker_auth(settings, topics)
     say(f"registry: {result.elevators} elevators in {result.sites} sites (sample sub-district)")
     _ensure_contract(settings, say)
+    _ensure_people(settings)
+
+
+def _ensure_people(settings: Settings) -> None:
+    """The demo's supervisor and crew member (no password: they use the printed tokens)."""
+    with psycopg.connect(libpq_url(settings.resolved_database_url())) as conn:
+        if get_user(conn, DEMO_SUPERVISOR) is None:
+            create_user(conn, username=DEMO_SUPERVISOR, role="supervisor")
+        if get_user(conn, DEMO_CREW) is None:
+            create_user(conn, username=DEMO_CREW, role="crew", sites=[DEMO_CREW_SITE])
 
 
 def _ensure_contract(settings: Settings, say: Say) -> None:
@@ -128,6 +158,7 @@ def children(settings: Settings, options: DemoOptions) -> list[Child]:
         Child("notifier", ["notifier"], logs / "demo-notifier.log"),
         Child("anchorer", ["anchorer", "--batch-seconds", f"{options.anchor_batch_s:g}"],
               logs / "demo-anchorer.log"),
+        Child("api", ["api", "--port", str(settings.api_port)], logs / "demo-api.log"),
         Child("simulator", ["simulate", "--registry", str(SAMPLE_REGISTRY), "--faults",
                             "random", "--fault-rate", rate, "--duration", "30d"],
               logs / "demo-simulator.log"),
@@ -155,7 +186,16 @@ def _where_to_look(settings: Settings, say: Say) -> None:
     reader = service_credentials(settings.secret("mqtt_secret"), ALERT_READER_USERNAME)
     url = settings.resolved_mqtt_url().removeprefix("mqtt://")
     host, _, port = url.partition(":")
+    api = settings.resolved_api_url()
+    secret = settings.secret("jwt_secret")
+    now = dt.datetime.now(dt.UTC)
+    supervisor = issue_token(DEMO_SUPERVISOR, secret=secret, now=now, ttl_s=DEMO_TOKEN_TTL_S)
+    crew = issue_token(DEMO_CREW, secret=secret, now=now, ttl_s=DEMO_TOKEN_TTL_S)
     say("")
+    say(f"API:        {api}/docs  (OpenAPI; click Authorize and paste a token)")
+    say(f"supervisor: {DEMO_SUPERVISOR} token {supervisor}")
+    say(f"crew:       {DEMO_CREW} ({DEMO_CREW_SITE}) token {crew}")
+    say(f"try:        curl -N -H 'Authorization: Bearer {crew}' {api}/api/v1/alerts/stream")
     say(f"database:   {redacted(settings.resolved_database_url())}")
     say(f"alerts:     mosquitto_sub -h {host} -p {port or 1883} -u {reader.username} "
         f"-P '{reader.password}' -t 'lift/v1/+/+/alert' -v")  # fmt: skip
@@ -164,6 +204,22 @@ def _where_to_look(settings: Settings, say: Say) -> None:
     say(f"logs:       {settings.data_dir / 'log'}/demo-*.log")
     say("stop:       Ctrl-C")
     say("")
+
+
+def _wait_for_api(settings: Settings, services: list[Child]) -> None:
+    """Print the API's address only once it answers (it loads in a few seconds)."""
+    url = settings.resolved_api_url() + "/healthz"
+    api = next(child for child in services if child.name == "api")
+    deadline = time.monotonic() + API_START_TIMEOUT_S
+    while time.monotonic() < deadline and api.exited() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http URL
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise StackError(f"the API did not answer at {url}; see {api.log}")
 
 
 def run_demo(settings: Settings, options: DemoOptions, *, say: Say) -> int:
@@ -178,10 +234,11 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Say) -> int:
     services = children(settings, options)
     for child in services:
         child.start()
-    _where_to_look(settings, say)
     ends = time.monotonic() + options.run_for_s if options.run_for_s is not None else None
     status = 0
     try:
+        _wait_for_api(settings, services)
+        _where_to_look(settings, say)
         with psycopg.connect(libpq_url(settings.resolved_database_url()), autocommit=True) as conn:
             chain = ChainClient(settings.resolved_chain_url())
             deployment = current_deployment(conn, chain.chain_id())
