@@ -24,8 +24,8 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 _UNAUTHENTICATED = {"WWW-Authenticate": "Bearer"}
 
 
-def get_context(request: Request) -> ApiContext:
-    """The process's shared state."""
+async def get_context(request: Request) -> ApiContext:
+    """The process's shared state (async: no thread-pool hop for an attribute read)."""
     context: ApiContext = request.app.state.context
     return context
 
@@ -68,7 +68,8 @@ CurrentUser = Annotated[UserRecord, Depends(get_current_user)]
 
 
 def _role_in(*roles: str) -> Any:
-    def check(user: CurrentUser) -> UserRecord:
+    # async: a check this cheap should not cost a hop to the thread pool.
+    async def check(user: CurrentUser) -> UserRecord:
         if user.role not in roles:
             raise forbidden(f"this needs the role {' or '.join(roles)}; you are {user.role}")
         return user
