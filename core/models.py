@@ -159,7 +159,8 @@ class TelemetryRow(Base):
     """One stored telemetry sample (hypertable partitioned on device time).
 
     The unique index on (elevator_id, time, boot, seq) is both the idempotency key and the
-    index for per-elevator time-range queries; TimescaleDB requires the partitioning column
+    index for per-elevator time-range queries (it carries the aggregated columns, so the
+    bucket query reads the index only); TimescaleDB requires the partitioning column
     in every unique index, and a redelivered message repeats its device time exactly.
     """
 
@@ -172,6 +173,16 @@ class TelemetryRow(Base):
             "boot",
             "seq",
             unique=True,
+            # The bucket query's columns, for index-only scans (migration 0004).
+            postgresql_include=[
+                "floor",
+                "speed_mps",
+                "door",
+                "load_kg",
+                "vib_mg",
+                "motor_c",
+                "brake_c",
+            ],
         ),
     )
     __mapper_args__ = {"primary_key": ["elevator_id", "time", "boot", "seq"]}  # noqa: RUF012

@@ -84,6 +84,7 @@ class ChainClient:
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
         self._abi = artifact()["abi"]
         self.address = Web3.to_checksum_address(contract_address) if contract_address else None
+        self._chain_id: int | None = None
 
     def _contract(self) -> Any:
         if self.address is None:
@@ -115,8 +116,10 @@ class ChainClient:
     # -- reads ----------------------------------------------------------------------------------
 
     def chain_id(self) -> int:
-        """The chain id (part of every signature's domain)."""
-        return int(self._call("eth_chainId", lambda: self.w3.eth.chain_id))
+        """The chain id (part of every signature's domain); asked once, it cannot change."""
+        if self._chain_id is None:
+            self._chain_id = int(self._call("eth_chainId", lambda: self.w3.eth.chain_id))
+        return self._chain_id
 
     def head(self) -> tuple[int, bytes]:
         """The contract's latest (treeSize, root)."""
