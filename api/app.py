@@ -7,6 +7,7 @@ the factory uvicorn calls in each worker process.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.context = ApiContext(
             settings=settings, pool=pool, conninfo=conninfo, metrics=metrics,
             jwt_secret=settings.secret("jwt_secret"), broadcaster=broadcaster,
+            database_slots=asyncio.Semaphore(POOL_SIZE),
         )  # fmt: skip
         try:
             yield

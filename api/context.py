@@ -6,6 +6,7 @@ created on first use, so the API starts and serves everything else while the cha
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ class ApiContext:
     jwt_secret: str
     broadcaster: AlertBroadcaster
     metrics: ApiMetrics
+    database_slots: asyncio.Semaphore
     _ledger: LedgerView | None = None
     _chain_id: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

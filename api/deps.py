@@ -7,7 +7,7 @@ the site checks live in `require_site`, which every route touching one elevator 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import psycopg
@@ -33,7 +33,21 @@ async def get_context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(get_context)]
 
 
-def get_connection(context: Context) -> Iterator[psycopg.Connection[Any]]:
+async def database_slot(context: Context) -> AsyncIterator[None]:
+    """Wait, on the event loop, for one of the pool's connections to be free.
+
+    Sync dependencies run on a thread pool of 40; if more requests than the database pool
+    holds waited for a connection *in* those threads, the requests holding connections
+    would find no thread left for their next step, and everything would stall until the
+    pool timed out. Waiting here costs no thread.
+    """
+    async with context.database_slots:
+        yield
+
+
+def get_connection(
+    context: Context, _: Annotated[None, Depends(database_slot)]
+) -> Iterator[psycopg.Connection[Any]]:
     """A pooled connection for the request; a write route commits before it answers."""
     try:
         with context.pool.connection() as conn:

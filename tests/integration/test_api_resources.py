@@ -3,6 +3,7 @@ pages, stream resumption, signed maintenance records and the registry's validati
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import secrets
@@ -260,3 +261,23 @@ def test_an_admin_changes_an_elevator_and_everyone_sees_it(setup: Setup) -> None
         "highest_floor": 5, "rated_speed_mps": 1.0, "rated_load_kg": 630})  # fmt: skip
     assert duplicate.status_code == 409
     assert duplicate.json()["code"] == "elevator_exists"
+
+
+def test_more_concurrent_requests_than_database_connections_all_answer_promptly(
+    setup: Setup,
+) -> None:
+    # 150 at once: more than the database pool (10) and the thread pool (40) hold together.
+    async def fetch_all() -> list[tuple[int, float]]:
+        limits = httpx.Limits(max_connections=150)
+        async with httpx.AsyncClient(base_url=setup.base_url, timeout=30.0, limits=limits) as http:
+
+            async def fetch() -> tuple[int, float]:
+                started = time.perf_counter()
+                response = await http.get("/api/v1/alerts", headers=setup.admin.headers)
+                return response.status_code, time.perf_counter() - started
+
+            return await asyncio.gather(*(fetch() for _ in range(150)))
+
+    results = asyncio.run(fetch_all())
+    assert [status for status, _ in results] == [200] * 150
+    assert max(elapsed for _, elapsed in results) < 8.0  # a stall waits out the 10 s timeout
