@@ -21,7 +21,12 @@ branch_labels = None
 depends_on = None
 
 INDEX = "ux_telemetry_elevator_time_boot_seq"
-KEY = ["elevator_id", sa.literal_column("time DESC"), "boot", "seq"]
+KEY: list[str | sa.ColumnElement[object]] = [
+    "elevator_id",
+    sa.literal_column("time DESC"),
+    "boot",
+    "seq",
+]
 INCLUDED = ["floor", "speed_mps", "door", "load_kg", "vib_mg", "motor_c", "brake_c"]
 
 
