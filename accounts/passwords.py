@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from functools import cache
 from typing import Final
 
 SCHEME: Final = "scrypt"
@@ -72,3 +73,10 @@ def needs_rehash(stored: str) -> bool:
     """True when `stored` was made with parameters weaker than the current ones."""
     parsed = _parse(stored)
     return parsed is None or parsed[:3] != (N, R, P)
+
+
+@cache
+def decoy_hash() -> str:
+    """A hash to check unknown users' passwords against, so that a sign-in takes as long
+    whether or not the username exists."""
+    return hash_password(secrets.token_urlsafe(16))

@@ -15,7 +15,7 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
-from accounts.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from accounts.passwords import MIN_PASSWORD_LENGTH, hash_password
 from core.errors import LiftLedgerError
 
 ROLES: Final = ("crew", "supervisor", "admin")
@@ -144,15 +144,16 @@ def list_users(
     return [_record(row) for row in rows]
 
 
-def authenticate(conn: psycopg.Connection[Any], username: str, password: str) -> UserRecord | None:
-    """The active user whose password this is, or None."""
+def credentials_of(
+    conn: psycopg.Connection[Any], username: str
+) -> tuple[UserRecord, str | None] | None:
+    """A user and their stored password hash, for signing in; the hash never leaves here
+    except to `accounts.passwords.verify_password`."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             _SELECT_USERS + " WHERE u.username = %s GROUP BY u.id", (username,)
         ).fetchone()
-    if row is None or not row["active"] or not verify_password(password, row["password_hash"]):
-        return None
-    return _record(row)
+    return (_record(row), row["password_hash"]) if row else None
 
 
 def create_user(

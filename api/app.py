@@ -29,6 +29,7 @@ from core.settings import Settings, load_settings
 # A fixed-size pool: opening a connection (SCRAM authentication) takes milliseconds, which
 # a request should never wait for; more connections than this would only queue on 2 cores.
 POOL_SIZE: Final = 10
+SIGN_IN_CONCURRENCY: Final = 2  # password hashes computed at once (scrypt, 32 MiB each)
 POOL_TIMEOUT_S: Final = 10.0
 
 DESCRIPTION: Final = """
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings=settings, pool=pool, conninfo=conninfo, metrics=metrics,
             jwt_secret=settings.secret("jwt_secret"), broadcaster=broadcaster,
             database_slots=asyncio.Semaphore(POOL_SIZE),
+            sign_in_slots=asyncio.Semaphore(SIGN_IN_CONCURRENCY),
         )  # fmt: skip
         try:
             yield

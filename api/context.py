@@ -38,6 +38,7 @@ class ApiContext:
     broadcaster: AlertBroadcaster
     metrics: ApiMetrics
     database_slots: asyncio.Semaphore
+    sign_in_slots: asyncio.Semaphore
     _ledger: LedgerView | None = None
     _chain_id: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

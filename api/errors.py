@@ -105,6 +105,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid input"}
+        if first.get("type") == "json_invalid":
+            return _response(400, "bad_request", "the body is not valid JSON", None, None)
         field = _field_of(first.get("loc", ()))
         return _response(422, "invalid_input", f"{field}: {first.get('msg')}", field, None)
 

@@ -41,20 +41,28 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        answered = False
+
+        def observe(status: int) -> None:
+            route = _route_of(scope)
+            self.metrics.latency.labels(scope["method"], route).observe(
+                time.perf_counter() - started
+            )
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
 
         async def send_and_observe(message: Message) -> None:
-            nonlocal status
+            nonlocal answered
             if message["type"] == "http.response.start":
-                status = int(message["status"])
-                route = _route_of(scope)
-                self.metrics.latency.labels(scope["method"], route).observe(
-                    time.perf_counter() - started
-                )
-                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+                answered = True
+                observe(int(message["status"]))
             await send(message)
 
-        await self.app(scope, receive, send_and_observe)
+        try:
+            await self.app(scope, receive, send_and_observe)
+        except Exception:
+            if not answered:  # the error handler outside this middleware answers 500
+                observe(500)
+            raise
 
 
 def _route_of(scope: dict[str, Any] | Scope) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,9 +33,11 @@ log = logging.getLogger(__name__)
 WAIT_S: Final = 1.0
 RECONNECT_S: Final = 1.0
 KEEPALIVE_S: Final = 15.0
+RECHECK_S: Final = 15.0  # how often an open stream re-checks its caller's token and sites
 QUEUE_LIMIT: Final = 10_000
 REPLAY_LIMIT: Final = 10_000
 CLOSED: Final = None  # put on a queue to end that client's stream
+KEEPALIVE: Final = AlertNotice(-1, {})  # no notice came within KEEPALIVE_S
 
 
 @dataclass(eq=False)
@@ -114,6 +117,37 @@ class AlertBroadcaster:
                 log.warning("alert stream: database unavailable (%s); retrying", exc)
                 self._ready.set()
                 self._stop.wait(RECONNECT_S)
+            except Exception:  # an unreadable entry must not silence every stream
+                log.exception("alert stream: cannot read the entries after %s", self.cursor)
+                self._ready.set()
+                self._skip_unreadable()
+                self._stop.wait(RECONNECT_S)
+
+    def _skip_unreadable(self) -> None:
+        """Step past the first alert entry after the cursor that does not decode."""
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                while True:
+                    try:
+                        notices = read_notices(conn, after_seq=self.cursor, limit=1)
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        row = conn.execute(
+                            "SELECT min(seq) FROM ledger_entries WHERE kind = 'alert_event' "
+                            "AND seq > %s",
+                            (self.cursor,),
+                        ).fetchone()
+                        if row is None or row[0] is None:
+                            return
+                        log.error("alert stream: entry %s is not a readable notice; skipped",
+                                  row[0])  # fmt: skip
+                        self.cursor = int(row[0])
+                        return
+                    if not notices:
+                        return
+                    self._publish(notices)
+                    self.cursor = notices[-1].seq
+        except psycopg.Error:
+            return
 
     def _follow(self, conn: psycopg.Connection[Any]) -> None:
         while not self._stop.is_set():
@@ -130,30 +164,49 @@ def sse_frame(notice: AlertNotice) -> str:
     return f"id: {notice.seq}\nevent: alert\ndata: {notice.payload().decode()}\n\n"
 
 
+async def _missed(
+    replay: Callable[[int, int], Awaitable[list[AlertNotice]]], after_seq: int
+) -> AsyncIterator[AlertNotice]:
+    """What a resuming client missed, read a batch at a time."""
+    while True:
+        batch = await replay(after_seq, REPLAY_LIMIT)
+        for notice in batch:
+            yield notice
+        if len(batch) < REPLAY_LIMIT:
+            return
+        after_seq = batch[-1].seq
+
+
 async def event_stream(
     broadcaster: AlertBroadcaster,
     wanted: NoticeFilter,
     *,
     after_seq: int | None,
-    replay: Callable[[int, int], list[AlertNotice]],
+    replay: Callable[[int, int], Awaitable[list[AlertNotice]]],
+    still_allowed: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
-    """The SSE text of one client: replay after `after_seq`, then live notices."""
+    """The SSE text of one client: replay after `after_seq`, then live notices; ends when
+    `still_allowed` (asked every `RECHECK_S`) says the caller may no longer listen."""
     subscriber = broadcaster.subscribe()
+    checked_at = time.monotonic()
     try:
         yield "retry: 3000\n\n"
         sent = broadcaster.cursor if after_seq is None else after_seq
-        while after_seq is not None:  # replay what the client missed, a batch at a time
-            batch = await asyncio.to_thread(replay, sent, REPLAY_LIMIT)
-            for missed in batch:
+        if after_seq is not None:
+            async for missed in _missed(replay, after_seq):
                 sent = missed.seq
                 if wanted.matches(missed):
                     yield sse_frame(missed)
-            if len(batch) < REPLAY_LIMIT:
-                break
         while True:
             try:
                 notice = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_S)
             except TimeoutError:
+                notice = KEEPALIVE
+            if time.monotonic() - checked_at >= RECHECK_S:
+                if not await still_allowed():
+                    return
+                checked_at = time.monotonic()
+            if notice is KEEPALIVE:
                 yield ": keepalive\n\n"
                 continue
             if notice is None:  # CLOSED

@@ -8,14 +8,19 @@ boolean, so these types refuse anything else with a 422.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt
+
+# Times the platform can hold: from the Unix epoch (EIP-712 signs them as uint256 seconds)
+# to well before the year 9999, so that arithmetic on a range never overflows.
+EARLIEST: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST: Final = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
 def _iso_8601(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value
+        value = value.isoformat()
     if not isinstance(value, str):
         raise ValueError("must be an ISO 8601 date-time string")
     try:
@@ -23,7 +28,14 @@ def _iso_8601(value: Any) -> Any:
     except ValueError as exc:
         raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-28T09:00:00Z") from exc
     # A time without an offset is taken as UTC, as the device protocol's times are.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    aware = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    try:
+        utc = aware.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise ValueError(f"must lie between {EARLIEST:%Y} and {LATEST:%Y}") from exc
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must lie between {EARLIEST:%Y} and {LATEST:%Y}")
+    return utc
 
 
 IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_8601)]

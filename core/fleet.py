@@ -118,6 +118,14 @@ def _registration_taken(conn: psycopg.Connection[Any], code: str | None, elevato
         )
 
 
+def _taken(code: str | None) -> FleetError:
+    return FleetError(
+        f"registration code {code} belongs to another elevator",
+        code="registration_taken",
+        field="registration_code",
+    )
+
+
 def _value(name: str, value: Any) -> Any:
     return Jsonb(value) if name == "thresholds" else value
 
@@ -129,11 +137,14 @@ def create_elevator(conn: psycopg.Connection[Any], fields: Mapping[str, Any]) ->
     _registration_taken(conn, fields.get("registration_code"), fields["id"])
     names = ["id", *(name for name in REGISTRY_FIELDS if fields.get(name) is not None)]
     placeholders = ", ".join(["%s"] * len(names))
-    row = conn.execute(
-        f"INSERT INTO elevators ({', '.join(names)}) VALUES ({placeholders}) "  # noqa: S608
-        "ON CONFLICT (id) DO NOTHING RETURNING id",
-        [_value(name, fields[name]) for name in names],
-    ).fetchone()
+    try:
+        row = conn.execute(
+            f"INSERT INTO elevators ({', '.join(names)}) VALUES ({placeholders}) "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING RETURNING id",
+            [_value(name, fields[name]) for name in names],
+        ).fetchone()
+    except psycopg.errors.UniqueViolation as exc:  # a concurrent registration took the code
+        raise _taken(fields.get("registration_code")) from exc
     if row is None:
         raise FleetError(f"elevator {fields['id']} already exists", code="elevator_exists",
                          field="id")  # fmt: skip
@@ -157,12 +168,25 @@ def update_elevator(
     )
     if "registration_code" in changes:
         _registration_taken(conn, changes["registration_code"], elevator_id)
+    moving = changes.get("site_id") not in (None, current["site_id"])
+    if moving and current["active_alerts"]:
+        # An alert belongs to the site it was raised on (its crew acts on it): an elevator
+        # moves to another site once its alerts are resolved.
+        raise FleetError(
+            f"elevator {elevator_id} has unresolved alerts; resolve them before moving it "
+            "to another site",
+            code="unresolved_alerts",
+            field="site_id",
+        )
     names = [name for name in REGISTRY_FIELDS if name in changes]
     if names:
         assignments = ", ".join(f"{name} = %s" for name in names)
-        conn.execute(
-            f"UPDATE elevators SET {assignments}, updated_at = %s WHERE id = %s",  # noqa: S608
-            [*(_value(name, changes[name]) for name in names), dt.datetime.now(dt.UTC),
-             elevator_id],
-        )  # fmt: skip
+        try:
+            conn.execute(
+                f"UPDATE elevators SET {assignments}, updated_at = %s WHERE id = %s",  # noqa: S608
+                [*(_value(name, changes[name]) for name in names), dt.datetime.now(dt.UTC),
+                 elevator_id],
+            )  # fmt: skip
+        except psycopg.errors.UniqueViolation as exc:
+            raise _taken(changes.get("registration_code")) from exc
     return get_elevator(conn, elevator_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Header, Path, Query
@@ -169,7 +170,7 @@ async def stream_alerts(
     Limited to the caller's sites. The stream stays open; a comment line every 15 s keeps
     proxies from closing it.
     """
-    user = await _authenticate_stream(context, bearer, token)
+    user, expires_at = await _authenticate_stream(context, bearer, token)
     sites: set[str] | None = None if user.site_scope is None else set(user.site_scope)
     if site is not None:
         if sites is not None and site not in sites:
@@ -183,17 +184,48 @@ async def stream_alerts(
         with context.pool.connection() as conn:
             return read_notices(conn, after_seq=after_seq, limit=limit)
 
+    async def replay_in_slot(after_seq: int, limit: int) -> list[AlertNotice]:
+        async with context.database_slots:
+            return await asyncio.to_thread(replay, after_seq, limit)
+
+    async def still_allowed() -> bool:
+        # The stream outlives the request: the token's expiry, a deactivation and a change of
+        # sites end it, as they would refuse the caller's next request.
+        if dt.datetime.now(dt.UTC) >= expires_at:
+            return False
+        current = await _load_user(context, user.username)
+        return current is not None and current.active and current.site_scope == user.site_scope
+
+    async def counted() -> AsyncIterator[str]:
+        context.metrics.streams.inc()
+        try:
+            stream = event_stream(context.broadcaster, wanted, after_seq=after,
+                                  replay=replay_in_slot, still_allowed=still_allowed)  # fmt: skip
+            async for chunk in stream:
+                yield chunk
+        finally:
+            context.metrics.streams.dec()
+
     after = int(last_event_id) if last_event_id is not None else None
     return StreamingResponse(
-        event_stream(context.broadcaster, wanted, after_seq=after, replay=replay),
+        counted(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+async def _load_user(context: Context, username: str) -> UserRecord | None:
+    def load() -> UserRecord | None:
+        with context.pool.connection() as conn:
+            return get_user(conn, username)
+
+    async with context.database_slots:
+        return await asyncio.to_thread(load)
+
+
 async def _authenticate_stream(
     context: Context, authorization: str | None, query_token: str | None
-) -> UserRecord:
+) -> tuple[UserRecord, dt.datetime]:
     # The stream holds its response open for hours: it checks the token with a short-lived
     # connection instead of the per-request one other routes keep until they answer.
     # EventSource in browsers cannot set headers, hence the `token` query parameter.
@@ -207,16 +239,11 @@ async def _authenticate_stream(
     except TokenError as exc:
         raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}",
                        headers={"WWW-Authenticate": "Bearer"}) from exc  # fmt: skip
-
-    def load() -> UserRecord | None:
-        with context.pool.connection() as conn:
-            return get_user(conn, claims.username)
-
-    user = await asyncio.to_thread(load)
+    user = await _load_user(context, claims.username)
     if user is None or not user.active:
         raise ApiError(401, "invalid_token", "the token's user is unknown or deactivated",
                        headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    return user
+    return user, claims.expires_at
 
 
 @router.get("/{alert_id}", responses=error_responses(401, 403, 404, 422))

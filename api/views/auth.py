@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
+from accounts.passwords import decoy_hash, verify_password
 from accounts.tokens import DEFAULT_TTL_S, issue_token
-from accounts.users import UserRecord, authenticate
-from api.deps import Conn, Context, CurrentUser, utc_now
+from accounts.users import UserRecord, credentials_of
+from api.deps import Context, CurrentUser, utc_now
 from api.errors import ApiError, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -45,12 +47,21 @@ class UserOut(BaseModel):
 
 
 @router.post("/auth/token", responses=error_responses(401, 422))
-def sign_in(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], context: Context, conn: Conn
-) -> Token:
+async def sign_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], context: Context) -> Token:
     """Exchange a username and password for a bearer token."""
-    user = authenticate(conn, form.username, form.password)
-    if user is None:
+
+    def load() -> tuple[UserRecord, str | None] | None:
+        with context.pool.connection() as conn:
+            return credentials_of(conn, form.username)
+
+    async with context.database_slots:  # the connection is released before hashing
+        found = await asyncio.to_thread(load)
+    user, stored = found if found is not None else (None, None)
+    # scrypt takes tens of milliseconds and 32 MiB: a few at a time, never holding a
+    # connection, and as long for an unknown user as for a known one.
+    async with context.sign_in_slots:
+        matches = await asyncio.to_thread(verify_password, form.password, stored or decoy_hash())
+    if user is None or not user.active or stored is None or not matches:
         raise ApiError(401, "bad_credentials", "unknown user, wrong password or deactivated",
                        headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
     token = issue_token(user.username, secret=context.jwt_secret, now=utc_now())

@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from api.deps import Admin, Conn, Reader, elevator_site, require_site
 from api.errors import ApiError, error_responses, invalid, not_found
@@ -26,6 +26,7 @@ Thresholds = dict[Annotated[str, Field(max_length=64)], Number]
 DEFAULT_WINDOW: Final = dt.timedelta(hours=1)
 BUCKET_PATTERN: Final = re.compile(r"^(\d{1,6})(s|m|h|d)$")
 BUCKET_UNITS_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+CLEARABLE: Final = frozenset({"registration_code", "manufacturer", "installed_on"})
 
 
 class ActiveAlert(BaseModel):
@@ -96,6 +97,15 @@ class ElevatorFields(BaseModel):
     thresholds: Thresholds | None = None
     active: Flag | None = None
 
+    @model_validator(mode="after")
+    def _required_fields_are_not_cleared(self) -> ElevatorFields:
+        cleared = sorted(
+            name for name in self.model_fields_set - CLEARABLE if getattr(self, name) is None
+        )
+        if cleared:
+            raise ValueError(f"{', '.join(cleared)} cannot be null")
+        return self
+
 
 class ElevatorIn(ElevatorFields):
     """A new elevator."""
@@ -162,7 +172,8 @@ class Telemetry(BaseModel):
 
 
 def _fleet_error(exc: FleetError) -> ApiError:
-    status_code = 409 if exc.code in {"elevator_exists", "registration_taken"} else 422
+    conflicts = {"elevator_exists", "registration_taken", "unresolved_alerts"}
+    status_code = 409 if exc.code in conflicts else 422
     return ApiError(status_code, exc.code, str(exc), field=exc.field)
 
 

@@ -122,11 +122,11 @@ def file_maintenance(body: RecordIn, conn: Conn, context: Context, user: CrewMem
 
 def _domain(conn: Conn, context: Context) -> Any:
     from api.context import NoContract  # noqa: PLC0415
-    from ledger.chain import ChainUnavailable  # noqa: PLC0415
+    from ledger.chain import ChainRefused, ChainUnavailable  # noqa: PLC0415
 
     try:
         return context.signing_domain(conn)
-    except (NoContract, ChainUnavailable) as exc:
+    except (NoContract, ChainUnavailable, ChainRefused) as exc:
         message = f"signed records need the anchor contract's domain: {exc}"
         raise ApiError(503, "chain_unavailable", message) from exc
 
