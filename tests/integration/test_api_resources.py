@@ -212,6 +212,8 @@ def test_a_signed_record_is_verified_on_receipt_and_its_entry_verifies_on_chain(
         ({"kind": "tea-break"}, 422, "invalid_input", "kind"),
         ({"corrects_id": 9_000_000_000}, 422, "bad_correction", "corrects_id"),
         ({"details": {"n": 2**60}}, 422, "invalid_input", "details.n.int"),
+        ({"performed_at": "0001-01-01T00:00:00+01:00"}, 422, "invalid_input", "performed_at"),
+        ({"performed_at": "1969-12-31T23:59:59Z"}, 422, "invalid_input", "performed_at"),
         ({"elevator_id": "nope-404"}, 404, "not_found", None),
     ],
 )
@@ -237,6 +239,9 @@ def test_a_refused_record_names_its_field_and_stores_nothing(
         ({"thresholds": {"trapped_seconds": 10}}, 422, "unknown_threshold"),
         ({"rated_speed_mps": -1}, 422, "invalid_input"),
         ({"active": "yes"}, 422, "invalid_input"),
+        ({"building": None}, 422, "invalid_input"),
+        ({"thresholds": None}, 422, "invalid_input"),
+        ({"lowest_floor": None}, 422, "invalid_input"),
     ],
 )
 def test_a_refused_registry_change_says_why(
@@ -281,3 +286,60 @@ def test_more_concurrent_requests_than_database_connections_all_answer_promptly(
     results = asyncio.run(fetch_all())
     assert [status for status, _ in results] == [200] * 150
     assert max(elapsed for _, elapsed in results) < 8.0  # a stall waits out the 10 s timeout
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("telemetry", {"end": "0001-01-01T00:30:00Z"}),
+        ("telemetry", {"start": "9999-12-30T00:00:00Z"}),
+        ("report", {"end": "0001-01-10T00:00:00Z"}),
+        ("report", {"start": "9999-12-30T00:00:00Z", "end": "9999-12-31T23:00:00-05:00"}),
+    ],
+)
+def test_a_time_outside_what_the_platform_holds_is_refused(
+    setup: Setup, path: str, params: dict[str, str]
+) -> None:
+    url = (f"/api/v1/elevators/{setup.elevator}/telemetry" if path == "telemetry"
+           else "/api/v1/reports/sla")  # fmt: skip
+    response = setup.http.get(url, params=params, headers=setup.admin.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] in {"start", "end"}
+
+
+def test_a_body_that_is_not_json_is_a_bad_request(setup: Setup) -> None:
+    response = setup.http.post("/api/v1/users", content=b'{"username": ', headers={
+        **setup.admin.headers, "Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+
+
+def test_an_elevator_with_unresolved_alerts_stays_on_its_site(
+    setup: Setup, test_database_url: str
+) -> None:
+    with psycopg.connect(libpq_url(test_database_url)) as conn:
+        other_site, _ = add_site_with_elevator(conn, "res-move")
+    add_alert(setup.conn, setup.elevator, setup.site)
+    moved = setup.http.put(f"/api/v1/elevators/{setup.elevator}", headers=setup.admin.headers,
+                           json={"site_id": other_site})  # fmt: skip
+    assert moved.status_code == 409
+    assert moved.json()["code"] == "unresolved_alerts"
+
+
+def test_an_open_stream_ends_when_its_user_is_deactivated(
+    setup: Setup, stack_settings: Settings
+) -> None:
+    person = add_person(setup.conn, stack_settings, "supervisor")
+    timeout = httpx.Timeout(10.0, read=60.0)
+    started = time.monotonic()
+    with (
+        httpx.Client(base_url=setup.base_url, timeout=timeout) as http,
+        http.stream("GET", "/api/v1/alerts/stream", headers=person.headers) as response,
+    ):
+        assert response.status_code == 200
+        changed = setup.http.put(f"/api/v1/users/{person.username}", json={"active": False},
+                                 headers=setup.admin.headers)  # fmt: skip
+        assert changed.status_code == 200
+        lines = list(response.iter_lines())  # returns when the server ends the stream
+    assert lines[0] == "retry: 3000"
+    assert time.monotonic() - started < 45
