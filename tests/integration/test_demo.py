@@ -91,7 +91,7 @@ def _use_the_printed_api(output: Path, port: int) -> None:
         assert mine["items"]
         assert {item["site_id"] for item in mine["items"]} == {"nc01"}
         supervisor = {"Authorization": f"Bearer {tokens['supervisor']}"}
-        other_site = {"site": "nc21", "limit": 500}
+        other_site: dict[str, str | int] = {"site": "nc21", "limit": 500}
         assert http.get("/api/v1/elevators", headers=supervisor, params=other_site).json()["items"]
         assert http.get("/api/v1/elevators", headers=crew, params=other_site).json()["items"] == []
         sla = http.get("/api/v1/reports/sla", headers=supervisor)
