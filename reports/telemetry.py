@@ -73,6 +73,7 @@ def read_samples(
 
     For the next page pass the last sample's `time` as `after`. Samples that share a device
     time with the last one of a page (a device clock set back) are skipped by the next page.
+    Raises ValueError for a naive or empty range, or a `limit` outside 1..MAX_RAW_ROWS.
     """
     _check_range(start, end)
     if not 1 <= limit <= MAX_RAW_ROWS:
@@ -97,7 +98,8 @@ def read_buckets(
 
     Buckets are `time_bucket` buckets (aligned to midnight UTC when `bucket_s` divides a
     day), so the first and last may start before `start` or reach past `end`; they hold only
-    the samples inside the range. Buckets without samples are left out.
+    the samples inside the range. Buckets without samples are left out. Raises ValueError
+    for a naive or empty range, or one of more than MAX_BUCKETS buckets.
     """
     _check_range(start, end)
     if bucket_s < 1:
