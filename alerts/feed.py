@@ -11,6 +11,7 @@ recorded at the time of the event, and `seq` is a gap-free cursor in commit orde
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,7 +20,10 @@ import psycopg
 
 from core.faults import SEVERITY_RANK, Severity
 
+log = logging.getLogger(__name__)
+
 LEDGER_CHANNEL: Final = "liftledger_ledger"
+_NOTICE_KEYS: Final = ("site", "elevator", "event", "type", "severity")
 _READ_NOTICES: Final = (
     "SELECT seq, canonical FROM ledger_entries WHERE kind = 'alert_event' AND seq > %s "
     "ORDER BY seq LIMIT %s"
@@ -81,8 +85,14 @@ class NoticeFilter:
 
 
 def notice_of(seq: int, canonical: bytes) -> AlertNotice:
-    """The notice of a stored alert-event entry."""
+    """The notice of a stored alert-event entry; `ValueError` when it cannot be one."""
     body = json.loads(canonical)
+    if not isinstance(body, dict) or not all(
+        isinstance(body.get(key), str) for key in _NOTICE_KEYS
+    ):
+        raise ValueError(f"entry {seq} is not an alert event")
+    if body["severity"] not in set(Severity):
+        raise ValueError(f"entry {seq} has an unknown severity")
     body.pop("salt", None)
     return AlertNotice(seq, body)
 
@@ -90,10 +100,18 @@ def notice_of(seq: int, canonical: bytes) -> AlertNotice:
 def read_notices(
     conn: psycopg.Connection[Any], *, after_seq: int, limit: int = 1000
 ) -> list[AlertNotice]:
-    """Alert notices with `seq` greater than `after_seq`, oldest first."""
+    """Alert notices with `seq` greater than `after_seq`, oldest first. An entry that is
+    not a readable alert event (the audit names it) is logged and left out, so that it
+    cannot stop a channel."""
     with conn.cursor() as cur:
         rows = cur.execute(_READ_NOTICES, (after_seq, limit)).fetchall()
-    return [notice_of(int(seq), bytes(canonical)) for seq, canonical in rows]
+    notices = []
+    for seq, canonical in rows:
+        try:
+            notices.append(notice_of(int(seq), bytes(canonical)))
+        except ValueError as exc:
+            log.error("alert feed: %s; left out", exc)
+    return notices
 
 
 def latest_seq(conn: psycopg.Connection[Any]) -> int:

@@ -117,37 +117,10 @@ class AlertBroadcaster:
                 log.warning("alert stream: database unavailable (%s); retrying", exc)
                 self._ready.set()
                 self._stop.wait(RECONNECT_S)
-            except Exception:  # an unreadable entry must not silence every stream
-                log.exception("alert stream: cannot read the entries after %s", self.cursor)
+            except Exception:  # a bug must not silence every stream for good
+                log.exception("alert stream: reading after %s failed; retrying", self.cursor)
                 self._ready.set()
-                self._skip_unreadable()
                 self._stop.wait(RECONNECT_S)
-
-    def _skip_unreadable(self) -> None:
-        """Step past the first alert entry after the cursor that does not decode."""
-        try:
-            with psycopg.connect(self.conninfo, autocommit=True) as conn:
-                while True:
-                    try:
-                        notices = read_notices(conn, after_seq=self.cursor, limit=1)
-                    except (ValueError, KeyError, TypeError, AttributeError):
-                        row = conn.execute(
-                            "SELECT min(seq) FROM ledger_entries WHERE kind = 'alert_event' "
-                            "AND seq > %s",
-                            (self.cursor,),
-                        ).fetchone()
-                        if row is None or row[0] is None:
-                            return
-                        log.error("alert stream: entry %s is not a readable notice; skipped",
-                                  row[0])  # fmt: skip
-                        self.cursor = int(row[0])
-                        return
-                    if not notices:
-                        return
-                    self._publish(notices)
-                    self.cursor = notices[-1].seq
-        except psycopg.Error:
-            return
 
     def _follow(self, conn: psycopg.Connection[Any]) -> None:
         while not self._stop.is_set():
