@@ -14,7 +14,7 @@ import psycopg
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from accounts.tokens import TokenError, read_token
+from accounts.tokens import TokenClaims, TokenError, read_token
 from accounts.users import UserRecord, get_user
 from api.context import ApiContext
 from api.errors import ApiError, forbidden, not_found
@@ -59,23 +59,32 @@ def get_connection(
 Conn = Annotated[psycopg.Connection[Any], Depends(get_connection)]
 
 
-def get_current_user(
-    context: Context, conn: Conn, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> UserRecord:
-    """The active user the bearer token names; 401 otherwise."""
+def bearer_claims(context: ApiContext, token: str | None) -> TokenClaims:
+    """What a valid bearer token says; 401 for a missing or invalid one."""
     if not token:
         raise ApiError(401, "not_authenticated", "a bearer token is required",
                        headers=_UNAUTHENTICATED)  # fmt: skip
     try:
-        claims = read_token(token, secret=context.jwt_secret)
+        return read_token(token, secret=context.jwt_secret)
     except TokenError as exc:
         raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}",
                        headers=_UNAUTHENTICATED) from exc  # fmt: skip
-    user = get_user(conn, claims.username)
+
+
+def active_user(user: UserRecord | None) -> UserRecord:
+    """The token's user when it exists and is active; 401 otherwise."""
     if user is None or not user.active:
         raise ApiError(401, "invalid_token", "the token's user is unknown or deactivated",
                        headers=_UNAUTHENTICATED)  # fmt: skip
     return user
+
+
+def get_current_user(
+    context: Context, conn: Conn, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> UserRecord:
+    """The active user the bearer token names; 401 otherwise."""
+    claims = bearer_claims(context, token)
+    return active_user(get_user(conn, claims.username))
 
 
 CurrentUser = Annotated[UserRecord, Depends(get_current_user)]

@@ -18,7 +18,9 @@ EARLIEST: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 LATEST: Final = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
-def _iso_8601(value: Any) -> Any:
+def utc_time(value: Any) -> Any:
+    """An ISO 8601 string (or datetime) as an aware UTC datetime in the range the platform
+    holds; `ValueError` otherwise. A time without an offset is taken as UTC."""
     if isinstance(value, dt.datetime):
         value = value.isoformat()
     if not isinstance(value, str):
@@ -38,7 +40,7 @@ def _iso_8601(value: Any) -> Any:
     return utc
 
 
-IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_8601)]
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(utc_time)]
 Flag = StrictBool
 Integer = StrictInt
 Floor = Annotated[StrictInt, Field(ge=-20, le=300)]

@@ -13,11 +13,19 @@ from fastapi.responses import StreamingResponse
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
-from accounts.tokens import TokenError, read_token
 from accounts.users import UserRecord, get_user
 from alerts.feed import AlertNotice, NoticeFilter, read_notices
 from alerts.store import WorkflowError, advance_workflow, record_in_ledger
-from api.deps import Conn, Context, CrewMember, Reader, require_site, utc_now
+from api.deps import (
+    Conn,
+    Context,
+    CrewMember,
+    Reader,
+    active_user,
+    bearer_claims,
+    require_site,
+    utc_now,
+)
 from api.errors import ApiError, error_responses, not_found
 from api.pagination import Cursor, Limit, Page, cut, int_cursor
 from api.stream import event_stream
@@ -231,19 +239,8 @@ async def _authenticate_stream(
     # EventSource in browsers cannot set headers, hence the `token` query parameter.
     scheme, _, credentials = (authorization or "").partition(" ")
     token = credentials if scheme.lower() == "bearer" and credentials else query_token
-    if not token:
-        raise ApiError(401, "not_authenticated", "a bearer token is required",
-                       headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    try:
-        claims = read_token(token, secret=context.jwt_secret)
-    except TokenError as exc:
-        raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}",
-                       headers={"WWW-Authenticate": "Bearer"}) from exc  # fmt: skip
-    user = await _load_user(context, claims.username)
-    if user is None or not user.active:
-        raise ApiError(401, "invalid_token", "the token's user is unknown or deactivated",
-                       headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    return user, claims.expires_at
+    claims = bearer_claims(context, token)
+    return active_user(await _load_user(context, claims.username)), claims.expires_at
 
 
 @router.get("/{alert_id}", responses=error_responses(401, 403, 404, 422))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 from api.deps import Admin, Conn, Reader, elevator_site, require_site
 from api.errors import ApiError, error_responses, invalid, not_found
 from api.pagination import Cursor, Limit, Page, cut
-from api.types import Flag, Floor, IsoDate, IsoDateTime, Number
+from api.types import Flag, Floor, IsoDate, IsoDateTime, Number, utc_time
 from core.fleet import FleetError, create_elevator, get_elevator, list_elevators, update_elevator
 from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, read_samples
 
@@ -240,11 +240,6 @@ def _bucket_seconds(text: str) -> int:
     return seconds
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    # A time without an offset is taken as UTC, as the device protocol's times are.
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
-
-
 @router.get("/{elevator_id}/telemetry", responses=error_responses(401, 403, 404, 422))
 def get_telemetry(
     elevator_id: ElevatorId,
@@ -258,8 +253,8 @@ def get_telemetry(
 ) -> Telemetry:
     """Samples in [start, end) (default: the last hour), or aggregates per `bucket`."""
     require_site(user, elevator_site(conn, elevator_id), f"elevator {elevator_id}")
-    end = _utc(end) if end else dt.datetime.now(dt.UTC)
-    start = _utc(start) if start else end - DEFAULT_WINDOW
+    end = end or dt.datetime.now(dt.UTC)
+    start = start or end - DEFAULT_WINDOW
     if start >= end:
         raise invalid("start", "start must be before end")
     if bucket is not None:
@@ -273,7 +268,7 @@ def get_telemetry(
     after = None
     if cursor is not None:
         try:
-            after = _utc(dt.datetime.fromisoformat(cursor))
+            after = utc_time(cursor)
         except ValueError as exc:
             raise invalid("cursor", "cursor is not a value this API handed out") from exc
     rows = read_samples(conn, elevator_id, start=start, end=end, limit=limit + 1, after=after)

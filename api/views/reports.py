@@ -21,10 +21,6 @@ DEFAULT_PERIOD: Final = dt.timedelta(days=30)
 MAX_PERIOD: Final = dt.timedelta(days=3660)
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
-
-
 @router.get(
     "/{name}",
     responses={
@@ -47,8 +43,8 @@ def get_report(
 ) -> Any:
     """A report over [start, end) (default: the last 30 days), optionally for one site."""
     now = utc_now()
-    end = _utc(end) if end else now
-    start = _utc(start) if start else end - DEFAULT_PERIOD
+    end = end or now
+    start = start or end - DEFAULT_PERIOD
     if start >= end:
         raise invalid("start", "start must be before end")
     if end - start > MAX_PERIOD:
