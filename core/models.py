@@ -238,10 +238,13 @@ class DeadLetter(Base):
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     received_at: Mapped[dt.datetime] = mapped_column(server_default=_now(), index=True)
     topic: Mapped[str] = mapped_column(sa.Text)
+    # The whole payload, or only its first bytes when it was over the size limit.
     payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
     reason: Mapped[str] = mapped_column(sa.Text, index=True)
     detail: Mapped[str | None] = mapped_column(sa.Text)
     elevator_id: Mapped[str | None] = mapped_column(sa.Text)
+    payload_size: Mapped[int | None] = mapped_column(sa.Integer)  # bytes as received
+    payload_sha256: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # of the whole payload
 
 
 # -- alerts ----------------------------------------------------------------------------------
