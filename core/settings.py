@@ -8,13 +8,16 @@ stack runs"; a URL that is set means "an external service is there, do not start
 Secrets (database password, JWT key, anchorer key, MQTT device secret) come from the
 environment, from a file named by `LIFTLEDGER_<NAME>_FILE`, or, outside production, from
 development secrets generated into `<data_dir>/secrets/` with mode 0600 at first start.
-With `LIFTLEDGER_ENV=production` nothing is generated and development secrets are refused.
+With `LIFTLEDGER_ENV=production` nothing is generated, and development secrets, the
+well-known Anvil/Hardhat keys and low-entropy secrets (`weak_secret_problem`) are refused.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -27,16 +30,30 @@ from core.errors import ConfigError
 DEV_SECRET_PREFIX = "dev-"  # noqa: S105 - a marker, not a secret
 SECRET_NAMES = ("db_password", "jwt_secret", "anchorer_key", "mqtt_secret")
 
-# Private keys that ship with Anvil and Hardhat (derived from the public "test test … junk"
-# mnemonic); anyone can sign with them, so production must never use them.
+# Private keys that ship with Anvil and Hardhat (accounts 0-9 derived from the public
+# "test test … junk" mnemonic, m/44'/60'/0'/0/i); anyone can sign with them, so production
+# must never use them.
 WELL_KNOWN_DEV_KEYS = frozenset(
     {
         "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
         "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
         "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
         "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+        "47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+        "8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+        "92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+        "4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+        "dbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+        "2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
     }
 )
+
+# What a production secret must at least have (`weak_secret_problem`): length, distinct
+# characters, and bits estimated from its own character frequencies (a random hex or
+# base64 string of the minimum length passes; "x" * 48 or a repeated word does not).
+MIN_SECRET_LENGTH = {"jwt_secret": 32, "mqtt_secret": 32, "db_password": 16}
+MIN_SECRET_BITS = {"jwt_secret": 96.0, "mqtt_secret": 96.0, "db_password": 48.0}
+MIN_SECRET_DISTINCT = 10
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -86,6 +103,15 @@ class Settings(BaseSettings):
     mqtt_secret: SecretStr | None = None
 
     telemetry_chunk_hours: int = Field(default=24, ge=1, le=24 * 28)
+
+    # The API's own defences (docs/api.md, docs/security-api.md).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    api_request_read_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    api_keep_alive_s: int = Field(default=5, ge=1, le=300)
+    api_sign_in_user_failures: int = Field(default=5, ge=1, le=1000)
+    api_sign_in_address_failures: int = Field(default=20, ge=1, le=100_000)
+    api_sign_in_backoff_s: float = Field(default=30.0, gt=0, le=86_400)
+    api_sign_in_backoff_max_s: float = Field(default=900.0, gt=0, le=86_400)
 
     @field_validator("database_url")
     @classmethod
@@ -205,6 +231,23 @@ def _dev_secret(secrets_dir: Path, name: str) -> str:
     return value
 
 
+def weak_secret_problem(name: str, value: str) -> str | None:
+    """Why `value` is too guessable for secret `name` in production; None when it is not."""
+    if name not in MIN_SECRET_LENGTH:
+        return None
+    if len(value) < MIN_SECRET_LENGTH[name]:
+        return f"must be at least {MIN_SECRET_LENGTH[name]} characters"
+    if len(set(value)) < MIN_SECRET_DISTINCT:
+        return f"must use at least {MIN_SECRET_DISTINCT} different characters"
+    if value in (value + value)[1:-1]:  # "abcabcabc": a short pattern repeated
+        return "repeats a shorter pattern"
+    counts = Counter(value)
+    bits = -sum(n * math.log2(n / len(value)) for n in counts.values())
+    if bits < MIN_SECRET_BITS[name]:
+        return f"is too predictable (about {bits:.0f} bits; at least {MIN_SECRET_BITS[name]:.0f})"
+    return None
+
+
 def _refuse_dev_secrets(settings: Settings) -> None:
     for name in SECRET_NAMES:
         value: SecretStr | None = getattr(settings, name)
@@ -218,8 +261,12 @@ def _refuse_dev_secrets(settings: Settings) -> None:
                 f"LIFTLEDGER_{name.upper()} is a development secret and "
                 "LIFTLEDGER_ENV=production refuses it: provide a real secret"
             )
-        if name == "jwt_secret" and len(raw) < 32:
-            raise ConfigError("LIFTLEDGER_JWT_SECRET must be at least 32 characters in production")
+        problem = weak_secret_problem(name, raw)
+        if problem is not None:
+            raise ConfigError(
+                f"LIFTLEDGER_{name.upper()} {problem}; LIFTLEDGER_ENV=production refuses it: "
+                "generate one with `openssl rand -base64 48`"
+            )
 
 
 def load_settings(**overrides: Any) -> Settings:
