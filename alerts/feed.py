@@ -6,24 +6,42 @@ recorded at the time of the event, and `seq` is a gap-free cursor in commit orde
 (`ledger.entries`): the MQTT topic, the webhooks and the API's Server-Sent Events stream
 (`Last-Event-ID`) all resume from it. `wait_for_entries` sleeps on the database's
 `NOTIFY liftledger_ledger` so a new event is picked up within milliseconds.
+
+Every stored entry is read as possibly hostile (`core.stored_json`): an entry that is not a
+well-formed alert event is logged with its seq, counted and left out, and the batch still
+says how far the ledger was read (`NoticeBatch.last_seq`), so a channel moves past it and
+never stops on it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
 
 from core.faults import SEVERITY_RANK, Severity
+from core.protocol import ID_PATTERN
+from core.stored_json import decode_object, report_unreadable
 
 log = logging.getLogger(__name__)
 
 LEDGER_CHANNEL: Final = "liftledger_ledger"
-_NOTICE_KEYS: Final = ("site", "elevator", "event", "type", "severity")
+FEED_READER: Final = "alert_feed"
+MAX_SEQ: Final = 2**63 - 1  # bigint
+# What each key of a notice must look like before any channel uses it: ids become MQTT topic
+# levels, the event becomes an HTTP header, so nothing outside these patterns gets through.
+_NOTICE_KEYS: Final = {
+    "site": re.compile(rf"{ID_PATTERN}"),
+    "elevator": re.compile(rf"{ID_PATTERN}"),
+    "event": re.compile(r"[a-z_]{1,64}"),
+    "type": re.compile(r"[a-z_]{1,64}"),
+    "severity": re.compile(r"[a-z]{1,16}"),
+}
 _READ_NOTICES: Final = (
     "SELECT seq, canonical FROM ledger_entries WHERE kind = 'alert_event' AND seq > %s "
     "ORDER BY seq LIMIT %s"
@@ -84,34 +102,58 @@ class NoticeFilter:
         )
 
 
+class NoticeBatch(list[AlertNotice]):
+    """Notices read in one go, and how far the ledger was read to find them.
+
+    `last_seq` is the seq of the last entry read, readable or not (`after_seq` when none
+    was), so a reader's cursor moves past an unreadable entry; `complete` is true when the
+    read reached the end of the ledger (fewer rows than asked for).
+    """
+
+    def __init__(self, notices: Iterable[AlertNotice], *, last_seq: int, complete: bool) -> None:
+        super().__init__(notices)
+        self.last_seq = last_seq
+        self.complete = complete
+
+
 def notice_of(seq: int, canonical: bytes) -> AlertNotice:
     """The notice of a stored alert-event entry; `ValueError` when it cannot be one."""
-    body = json.loads(canonical)
-    if not isinstance(body, dict) or not all(
-        isinstance(body.get(key), str) for key in _NOTICE_KEYS
-    ):
-        raise ValueError(f"entry {seq} is not an alert event")
+    body = decode_object(canonical)
+    for key, pattern in _NOTICE_KEYS.items():
+        value = body.get(key)
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ValueError(f"entry {seq} is not an alert event: bad or missing {key}")
     if body["severity"] not in set(Severity):
         raise ValueError(f"entry {seq} has an unknown severity")
+    event_id = body.get("alert_event_id")
+    if event_id is not None and (
+        type(event_id) is not int or not 0 < event_id <= MAX_SEQ  # bool is not an id
+    ):
+        raise ValueError(f"entry {seq} is not an alert event: bad alert_event_id")
     body.pop("salt", None)
     return AlertNotice(seq, body)
 
 
 def read_notices(
-    conn: psycopg.Connection[Any], *, after_seq: int, limit: int = 1000
-) -> list[AlertNotice]:
+    conn: psycopg.Connection[Any],
+    *,
+    after_seq: int,
+    limit: int = 1000,
+    reader: str = FEED_READER,
+) -> NoticeBatch:
     """Alert notices with `seq` greater than `after_seq`, oldest first. An entry that is
-    not a readable alert event (the audit names it) is logged and left out, so that it
-    cannot stop a channel."""
+    not a readable alert event (the audit names it) is logged, counted under `reader` and
+    left out, so that it cannot stop a channel."""
     with conn.cursor() as cur:
         rows = cur.execute(_READ_NOTICES, (after_seq, limit)).fetchall()
     notices = []
     for seq, canonical in rows:
         try:
             notices.append(notice_of(int(seq), bytes(canonical)))
-        except ValueError as exc:
-            log.error("alert feed: %s; left out", exc)
-    return notices
+        except Exception as exc:  # one stored entry, whatever is wrong with it
+            report_unreadable(reader, int(seq), exc)
+    last_seq = int(rows[-1][0]) if rows else after_seq
+    return NoticeBatch(notices, last_seq=last_seq, complete=len(rows) < limit)
 
 
 def latest_seq(conn: psycopg.Connection[Any]) -> int:

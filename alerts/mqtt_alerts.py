@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.feed import AlertNotice
 from core.protocol import TOPIC_PREFIX
+from core.stored_json import report_unreadable
 
 PUBACK_TIMEOUT_S: Final = 10.0
 
@@ -63,9 +64,12 @@ class AlertPublisher:
             return True
         if not self._connected.wait(timeout_s):
             return False
-        infos = [
-            self._client.publish(alert_topic(notice), notice.payload(), qos=1) for notice in notices
-        ]
+        infos = []
+        for notice in notices:
+            try:  # paho refuses a topic with wildcards or a payload over 256 MB
+                infos.append(self._client.publish(alert_topic(notice), notice.payload(), qos=1))
+            except Exception as exc:  # one notice that cannot be sent must not hold the rest
+                report_unreadable("mqtt", notice.seq, exc)
         for info in infos:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return False

@@ -12,6 +12,11 @@ Webhook HTTP calls run on a second thread with its own connection, so a slow end
 delays the MQTT channel. Cursors are ledger seqs, committed only after the channel has the
 notices, so a crash re-sends at most the last batch (at-least-once; receivers deduplicate by
 `alert_event_id`). The loop survives the database and the broker being away.
+
+Stored entries are read as possibly hostile: an entry that is not a readable alert event is
+logged with its seq and skipped by every channel, and the cursors move past it
+(`alerts.feed.NoticeBatch.last_seq`), so one poisoned entry never stops delivery of the
+entries after it. An escalation that cannot be written for one alert leaves the others.
 """
 
 from __future__ import annotations
@@ -107,6 +112,9 @@ class Notifier:
             except psycopg.OperationalError as exc:
                 log.warning("notifier lost the database (%s); retrying", exc)
                 stop.wait(self._config.retry_s)
+            except Exception:  # a bug must not stop alerts for everyone: log, wait, go on
+                log.exception("notifier round failed; retrying")
+                stop.wait(self._config.retry_s)
         webhooks.join(timeout=10)
 
     def _run_connected(self, stop: threading.Event) -> None:
@@ -131,20 +139,22 @@ class Notifier:
     def deliver_new(self, conn: psycopg.Connection[Any]) -> None:
         """Send new notices to MQTT and enqueue them for webhooks."""
         config = self._config
+        # A cursor moves to the last entry read, past the ones the feed left out as
+        # unreadable, and only once the channel has every readable one.
         if self._publisher is not None:
             with conn.transaction():
                 cursor = read_cursor(
                     conn, config.mqtt_cursor, at_latest=config.new_cursor_at_latest
                 )
-                notices = read_notices(conn, after_seq=cursor, limit=config.batch)
-                if notices and self._publisher.publish(notices):
-                    write_cursor(conn, config.mqtt_cursor, notices[-1].seq)
+                batch = read_notices(conn, after_seq=cursor, limit=config.batch, reader="mqtt")
+                if batch.last_seq > cursor and self._publisher.publish(batch):
+                    write_cursor(conn, config.mqtt_cursor, batch.last_seq)
         with conn.transaction():
             cursor = read_cursor(conn, config.webhook_cursor, at_latest=config.new_cursor_at_latest)
-            notices = read_notices(conn, after_seq=cursor, limit=config.batch)
-            if notices:
-                enqueue(conn, notices, active_subscriptions(conn))
-                write_cursor(conn, config.webhook_cursor, notices[-1].seq)
+            batch = read_notices(conn, after_seq=cursor, limit=config.batch, reader="webhooks")
+            if batch.last_seq > cursor:
+                enqueue(conn, batch, active_subscriptions(conn))
+                write_cursor(conn, config.webhook_cursor, batch.last_seq)
 
     def escalate(self, conn: psycopg.Connection[Any]) -> int:
         """Escalate what is due now; returns the escalation events written."""

@@ -27,6 +27,7 @@ from alerts.detector import AlertSignal
 from core.errors import LiftLedgerError
 from core.faults import SEVERITY_RANK, Severity
 from core.models import UNRESOLVED_ALERT_STATUSES
+from core.stored_json import report_unreadable
 from ledger.entries import PendingEntry, append_entries
 
 UNRESOLVED: Final = list(UNRESOLVED_ALERT_STATUSES)
@@ -225,7 +226,12 @@ def advance_workflow(
 
 
 def escalate_due(conn: psycopg.Connection[Any], now: dt.datetime) -> list[AlertEventRecord]:
-    """Escalate critical alerts past their acknowledge or on-site deadline (once each)."""
+    """Escalate critical alerts past their acknowledge or on-site deadline (once each).
+
+    Each alert is escalated in its own savepoint: a stored alert row that cannot be read
+    back (a deadline out of range, …) is logged and left for the next sweep, and the other
+    alerts are escalated. The update claims only a row whose flag is still empty, so two
+    notifiers never escalate the same stage twice."""
     events: list[AlertEventRecord] = []
     stages = (
         ("acknowledge", "ack_escalated_at", "ack_due_at", ["open"]),
@@ -233,14 +239,31 @@ def escalate_due(conn: psycopg.Connection[Any], now: dt.datetime) -> list[AlertE
     )
     with conn.cursor(row_factory=dict_row) as cur:
         for stage, flag, due, statuses in stages:
-            rows = cur.execute(
-                f"UPDATE alerts SET {flag} = %s WHERE {flag} IS NULL AND {due} <= %s "  # noqa: S608
-                f"AND status = ANY(%s) RETURNING {_ALERT_COLUMNS}, {due} AS due_at",
-                (now, now, statuses),
-            ).fetchall()
-            for row in sorted(rows, key=lambda r: r["id"]):
-                details = {"stage": stage, "due_at": _iso(row["due_at"])}
-                events.append(_insert_event(cur, row, "escalated", now, details))
+            due_ids = [
+                int(row["id"])
+                for row in cur.execute(
+                    f"SELECT id FROM alerts WHERE {flag} IS NULL AND {due} <= %s "  # noqa: S608
+                    "AND status = ANY(%s) ORDER BY id",
+                    (now, statuses),
+                )
+            ]
+            for alert_id in due_ids:
+                try:
+                    with conn.transaction():
+                        row = cur.execute(
+                            f"UPDATE alerts SET {flag} = %s WHERE id = %s AND {flag} IS NULL "  # noqa: S608
+                            f"AND {due} <= %s AND status = ANY(%s) "
+                            f"RETURNING {_ALERT_COLUMNS}, {due} AS due_at",
+                            (now, alert_id, now, statuses),
+                        ).fetchone()
+                        if row is None:  # another notifier escalated it meanwhile
+                            continue
+                        details = {"stage": stage, "due_at": _iso(row["due_at"])}
+                        event = _insert_event(cur, row, "escalated", now, details)
+                except (psycopg.DataError, ValueError, OverflowError) as exc:
+                    report_unreadable("escalation", None, f"alert {alert_id}: {exc}")
+                    continue
+                events.append(event)
     return events
 
 

@@ -12,6 +12,10 @@ A delivery is an HTTP POST of the notice JSON with:
 
 A 2xx answer marks it delivered; anything else (or no answer) is retried with exponential
 back-off plus jitter, up to `MAX_ATTEMPTS`, then marked failed with the last status and error.
+
+Stored rows are read as possibly hostile: a notice whose alert event does not exist is not
+enqueued, and a delivery whose ledger entry is unreadable is marked failed at once (retrying
+cannot mend it); both are logged with the seq, and the other deliveries go on.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from psycopg.rows import dict_row
 from alerts.feed import AlertNotice, NoticeFilter, notice_of
 from core.errors import LiftLedgerError
 from core.faults import Severity
+from core.stored_json import bounded, report_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +165,30 @@ def active_subscriptions(conn: psycopg.Connection[Any]) -> list[Subscription]:
 def enqueue(
     conn: psycopg.Connection[Any], notices: Sequence[AlertNotice], subs: Sequence[Subscription]
 ) -> int:
-    """Owe each notice to every subscription that wants it; returns deliveries created."""
-    rows = [
-        (sub.id, int(notice.body["alert_event_id"]), notice.seq)
-        for notice in notices
-        for sub in subs
-        if sub.wanted.matches(notice)
-    ]
+    """Owe each notice to every subscription that wants it; returns deliveries created.
+
+    A notice without an alert event that exists is logged and left out (a delivery must
+    reference its event), so it cannot fail the transaction that moves the cursor."""
+    wanted = [(sub, notice) for notice in notices for sub in subs if sub.wanted.matches(notice)]
+    if not wanted:
+        return 0
+    ids = {notice.body.get("alert_event_id") for _, notice in wanted}
+    with conn.cursor() as cur:
+        existing = {
+            int(row[0])
+            for row in cur.execute(
+                "SELECT id FROM alert_events WHERE id = ANY(%s)",
+                ([event_id for event_id in ids if isinstance(event_id, int)],),
+            )
+        }
+    rows = []
+    for notice in {notice.seq: notice for _, notice in wanted}.values():
+        if notice.body.get("alert_event_id") not in existing:
+            report_unreadable("webhooks", notice.seq, "it names no alert event that exists")
+    for sub, notice in wanted:
+        event_id = notice.body.get("alert_event_id")
+        if event_id in existing:
+            rows.append((sub.id, event_id, notice.seq))
     if not rows:
         return 0
     with conn.cursor() as cur:
@@ -222,25 +244,38 @@ def deliver_due(
             ).fetchone()
             if row is None:
                 return attempted
-            notice = notice_of(row["ledger_seq"], bytes(row["canonical"]))
-            body = notice.payload()
-            stamp = int(clock())
-            outcome = send(
-                row["url"],
-                body,
-                {
-                    "Content-Type": "application/json",
-                    "User-Agent": USER_AGENT,
-                    "X-LiftLedger-Timestamp": str(stamp),
-                    "X-LiftLedger-Signature": signature(row["secret"], stamp, body),
-                    "X-LiftLedger-Event": notice.event,
-                    "X-LiftLedger-Seq": str(notice.seq),
-                    "Idempotency-Key": f"alert-event-{row['alert_event_id']}",
-                },
-            )
-            _record(cur, row["id"], row["attempts"] + 1, outcome)
+            try:
+                notice = notice_of(row["ledger_seq"], bytes(row["canonical"]))
+            except Exception as exc:  # retrying cannot mend a stored entry: fail it now
+                report_unreadable("webhooks", row["ledger_seq"], exc)
+                outcome = DeliveryOutcome(False, None, bounded(f"unreadable ledger entry: {exc}"))
+                _record(cur, row["id"], MAX_ATTEMPTS, outcome)
+            else:
+                _record(cur, row["id"], row["attempts"] + 1, _attempt(row, notice, send, clock))
         attempted += 1
     return attempted
+
+
+def _attempt(
+    row: dict[str, Any], notice: AlertNotice, send: Sender, clock: Callable[[], float]
+) -> DeliveryOutcome:
+    """One signed POST of `notice`; a failure to build it is a failed attempt."""
+    try:
+        body = notice.payload()
+        stamp = int(clock())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-LiftLedger-Timestamp": str(stamp),
+            "X-LiftLedger-Signature": signature(row["secret"], stamp, body),
+            "X-LiftLedger-Event": notice.event,
+            "X-LiftLedger-Seq": str(notice.seq),
+            "Idempotency-Key": f"alert-event-{row['alert_event_id']}",
+        }
+    except Exception as exc:  # e.g. a stored secret that is not valid text
+        log.error("webhook delivery %d cannot be built: %s", row["id"], bounded(str(exc)))
+        return DeliveryOutcome(False, None, bounded(f"{type(exc).__name__}: {exc}"))
+    return send(row["url"], body, headers)
 
 
 def _record(

@@ -8,6 +8,8 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.stored_json import UNREADABLE_ENTRIES
+
 LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -27,6 +29,8 @@ class ApiMetrics:
         self.streams = Gauge(
             "liftledger_api_alert_streams", "open alert streams (SSE)", registry=self.registry
         )
+        # Process-wide: stored entries the stream, replays and audit views refused and skipped.
+        self.registry.register(UNREADABLE_ENTRIES)
 
 
 class MetricsMiddleware:

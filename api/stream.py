@@ -5,6 +5,10 @@ each new alert notice once (`alerts.feed`) and hands it to every connected clien
 clients are async generators, so a thousand open streams cost a thousand queues, not a
 thousand threads or database connections. A client that falls too far behind is closed and
 resumes with `Last-Event-ID` (the ledger seq), replayed from the database.
+
+An unreadable stored entry is left out by the feed (`alerts.feed.read_notices`, which logs
+and counts it); both the broadcaster and a replay continue from the last entry the feed
+read, so one bad entry cannot stop the stream or end a replay early.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import psycopg
 
 from alerts.feed import (
     AlertNotice,
+    NoticeBatch,
     NoticeFilter,
     latest_seq,
     listen,
@@ -124,10 +129,10 @@ class AlertBroadcaster:
 
     def _follow(self, conn: psycopg.Connection[Any]) -> None:
         while not self._stop.is_set():
-            notices = read_notices(conn, after_seq=self.cursor, limit=1000)
-            if notices:
-                self.cursor = notices[-1].seq
-                self._publish(notices)
+            batch = read_notices(conn, after_seq=self.cursor, limit=1000, reader="api_stream")
+            if batch.last_seq > self.cursor:
+                self.cursor = batch.last_seq
+                self._publish(batch)
                 continue
             wait_for_entries(conn, WAIT_S)
 
@@ -140,11 +145,18 @@ def sse_frame(notice: AlertNotice) -> str:
 async def _missed(
     replay: Callable[[int, int], Awaitable[list[AlertNotice]]], after_seq: int
 ) -> AsyncIterator[AlertNotice]:
-    """What a resuming client missed, read a batch at a time."""
+    """What a resuming client missed, read a batch at a time. A batch that left out
+    unreadable entries (`NoticeBatch`) says how far it read, so the replay goes on from
+    there rather than stopping short."""
     while True:
         batch = await replay(after_seq, REPLAY_LIMIT)
         for notice in batch:
             yield notice
+        if isinstance(batch, NoticeBatch):
+            if batch.complete or batch.last_seq <= after_seq:
+                return
+            after_seq = batch.last_seq
+            continue
         if len(batch) < REPLAY_LIMIT:
             return
         after_seq = batch[-1].seq

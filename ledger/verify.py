@@ -10,6 +10,11 @@ intact, every source row unchanged, and the root of every anchored size matched.
 
 Each problem names the seq it concerns, so "entry 41 changed", "entry 57 missing" and
 "entry 63 does not follow entry 62" point a supervisor at the exact records.
+
+Every stored row is read as possibly hostile: entries and source details are decoded with
+`core.stored_json` (bounded depth and size, checked before decoding), times out of range are
+read as missing, and whatever else goes wrong with one entry becomes an `unreadable` problem
+for that seq while the audit goes on with the next.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
+from core.stored_json import StoredJsonError, bounded, decode_object, report_unreadable
 from ledger.chain import AnchoredEvent, ChainClient
 from ledger.entries import content_hash, leaf_hash
 from ledger.merkle import MerkleLog, verify_inclusion
@@ -39,7 +44,7 @@ class Problem:
     """One thing that does not verify; `seq` is None for a problem of a whole range."""
 
     seq: int | None
-    kind: str  # missing | modified | out_of_order | source_changed | root_mismatch | ...
+    kind: str  # missing | modified | unreadable | out_of_order | source_changed | ...
     detail: str
 
     def line(self) -> str:
@@ -106,14 +111,19 @@ class EntryReport:
         return "\n".join(lines)
 
 
-# Source columns come as text (details as JSON text) and are decoded only to compare.
+# Source columns come as text (details as JSON text) and are decoded only to compare. Times
+# outside what Python represents (infinity, year 10000) come as NULL and then differ from the
+# entry, instead of failing to load and stopping the whole audit.
 _ENTRIES = """
 SELECT e.seq, e.kind, e.source_table, e.source_id, e.canonical, e.content_hash, e.leaf_hash,
-       ae.alert_id AS ev_alert_id, ae.time AS ev_time, ae.kind AS ev_kind,
+       ae.alert_id AS ev_alert_id,
+       CASE WHEN ae.time BETWEEN '0001-01-02' AND '9999-12-30' THEN ae.time END AS ev_time,
+       ae.kind AS ev_kind,
        ae.actor_user_id AS ev_actor, ae.details::text AS ev_details,
        a.elevator_id AS al_elevator, a.site_id AS al_site, a.type AS al_type,
        m.id AS mr_id, m.elevator_id AS mr_elevator, m.kind AS mr_kind,
-       floor(extract(epoch FROM m.performed_at))::bigint AS mr_performed_at,
+       CASE WHEN m.performed_at BETWEEN '1970-01-01' AND '9999-12-30'
+            THEN floor(extract(epoch FROM m.performed_at))::bigint END AS mr_performed_at,
        m.performed_by AS mr_performed_by, m.summary AS mr_summary,
        m.details::text AS mr_details, m.signed AS mr_signed, m.signature AS mr_signature,
        m.corrects_id AS mr_corrects_id
@@ -124,9 +134,6 @@ LEFT JOIN maintenance_records m ON e.source_table = 'maintenance_records' AND m.
 """
 
 
-_decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
 def _domain(chain: ChainClient) -> SigningDomain | None:
     """The EIP-712 domain crew signatures are made under on this chain's contract."""
     if chain.address is None:
@@ -134,7 +141,9 @@ def _domain(chain: ChainClient) -> SigningDomain | None:
     return SigningDomain(chain.chain_id(), chain.address)
 
 
-def _iso(moment: Any) -> str:
+def _iso(moment: Any) -> str | None:
+    if moment is None:
+        return None
     utc = moment.astimezone(dt.UTC)
     return str(utc.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
 
@@ -147,6 +156,10 @@ def _source_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | No
         return None
     if row["ev_kind"] is None:
         return f"its alert event {row['source_id']} no longer exists"
+    try:
+        details = decode_object(row["ev_details"])
+    except StoredJsonError as exc:
+        return f"the details of alert event {row['source_id']} cannot be read: {exc}"
     expected = {
         "alert_event_id": row["source_id"],
         "alert_id": row["ev_alert_id"],
@@ -156,7 +169,7 @@ def _source_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | No
         "site": row["al_site"],
         "type": row["al_type"],
         "actor_user_id": row["ev_actor"],
-        "details": _decode(row["ev_details"]),
+        "details": details,
     }
     changed = sorted(name for name, value in expected.items() if body.get(name) != value)
     if changed:
@@ -167,6 +180,10 @@ def _source_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | No
 def _record_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | None:
     if row["mr_id"] is None:
         return f"its maintenance record {row['source_id']} no longer exists"
+    try:
+        details = decode_object(row["mr_details"])
+    except StoredJsonError as exc:
+        return f"the details of maintenance record {row['mr_id']} cannot be read: {exc}"
     signature = row["mr_signature"]
     expected = {
         "elevator": row["mr_elevator"],
@@ -174,7 +191,7 @@ def _record_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | No
         "performed_at": row["mr_performed_at"],
         "performed_by": row["mr_performed_by"],
         "summary": row["mr_summary"],
-        "details": _decode(row["mr_details"]),
+        "details": details,
         "signed": row["mr_signed"],
         "signature": bytes(signature).hex() if signature is not None else None,
         "corrects_id": row["mr_corrects_id"],
@@ -195,19 +212,22 @@ def signature_problem(
     signature = row["mr_signature"]
     if not row["mr_signed"] or signature is None or domain is None:
         return bool(row["mr_signed"]), None
-    body = _decode(bytes(row["canonical"]))
-    record = MaintenanceRecordInput(
-        elevator_id=row["mr_elevator"],
-        kind=row["mr_kind"],
-        performed_at=dt.datetime.fromtimestamp(row["mr_performed_at"], dt.UTC),
-        summary=row["mr_summary"],
-        details=_decode(row["mr_details"]),
-        corrects_id=row["mr_corrects_id"],
-    )
     try:
+        body = decode_object(bytes(row["canonical"]))
+        record = MaintenanceRecordInput(
+            elevator_id=row["mr_elevator"],
+            kind=row["mr_kind"],
+            performed_at=dt.datetime.fromtimestamp(row["mr_performed_at"], dt.UTC),
+            summary=row["mr_summary"],
+            details=decode_object(row["mr_details"]),
+            corrects_id=row["mr_corrects_id"],
+        )
         signer = recover_signer(record, bytes(signature), domain)
     except MaintenanceRecordError as exc:
         return True, Problem(int(row["seq"]), "bad_signature", str(exc))
+    except (ValueError, TypeError, OverflowError, OSError) as exc:  # a stored value unusable
+        reason = f"cannot be checked: {bounded(str(exc))}"
+        return True, Problem(int(row["seq"]), "bad_signature", reason)
     if str(body.get("signer", "")).lower() != signer.lower():
         return True, Problem(
             int(row["seq"]), "bad_signature",
@@ -226,9 +246,10 @@ def _check_row(row: Mapping[str, Any], previous_leaf: bytes | None) -> tuple[byt
     if digest != bytes(row["content_hash"]) or leaf != bytes(row["leaf_hash"]):
         problems.append(Problem(seq, "modified", "its bytes no longer hash to the stored hash"))
     try:
-        body = _decode(canonical)
-    except msgspec.DecodeError:
-        problems.append(Problem(seq, "modified", "its bytes are not JSON"))
+        body = decode_object(canonical)
+    except StoredJsonError as exc:
+        report_unreadable("verifier", seq, exc)
+        problems.append(Problem(seq, "unreadable", f"its content cannot be read: {exc}"))
         return leaf, problems
     if previous_leaf is not None and body.get("prev") != previous_leaf.hex():
         problems.append(
@@ -238,6 +259,27 @@ def _check_row(row: Mapping[str, Any], previous_leaf: bytes | None) -> tuple[byt
     if source is not None:
         problems.append(Problem(seq, "source_changed", source))
     return leaf, problems
+
+
+def _check_entry(
+    row: Mapping[str, Any], previous_leaf: bytes | None, domain: SigningDomain | None
+) -> tuple[bytes, bool | None, list[Problem]]:
+    """Everything checked on one stored entry: (its leaf hash, signed?, its problems).
+
+    Whatever a hostile row makes go wrong is this entry's `unreadable` problem, so the
+    audit names it and goes on with the next entry."""
+    seq = int(row["seq"])
+    try:
+        leaf, problems = _check_row(row, previous_leaf)
+        signed, bad_signature = signature_problem(row, domain)
+    except Exception as exc:  # one stored entry, whatever is wrong with it
+        report_unreadable("verifier", seq, exc)
+        leaf = leaf_hash(content_hash(bytes(row["canonical"] or b"")))
+        reason = f"it cannot be checked: {type(exc).__name__}: {bounded(str(exc))}"
+        return leaf, None, [Problem(seq, "unreadable", reason)]
+    if bad_signature is not None:
+        problems.append(bad_signature)
+    return leaf, signed, problems
 
 
 def _rows(conn: psycopg.Connection[Any]) -> Iterator[Mapping[str, Any]]:
@@ -260,11 +302,8 @@ def verify_log(conn: psycopg.Connection[Any], chain: ChainClient) -> LogReport:
                 report.problems.append(Problem(len(log), "missing", "no entry with this seq"))
                 log.append(b"\x00" * 32)
                 previous_leaf = None
-            leaf, problems = _check_row(row, previous_leaf if seq > 0 else None)
+            leaf, _, problems = _check_entry(row, previous_leaf if seq > 0 else None, domain)
             report.problems += problems
-            _, bad_signature = signature_problem(row, domain)
-            if bad_signature is not None:
-                report.problems.append(bad_signature)
             log.append(leaf)
             previous_leaf = leaf
     report.entries = len(log)
@@ -330,11 +369,10 @@ def verify_entry(
         report.problems.append(Problem(seq, "missing", "no entry with this seq"))
         return report
     previous_leaf = bytes(previous["leaf_hash"]) if previous else None
-    leaf, problems = _check_row(row, previous_leaf if seq > 0 else None)
+    leaf, report.signed, problems = _check_entry(
+        row, previous_leaf if seq > 0 else None, _domain(chain)
+    )
     report.problems += problems
-    report.signed, bad_signature = signature_problem(row, _domain(chain))
-    if bad_signature is not None:
-        report.problems.append(bad_signature)
     events = sorted(
         chain.anchored_events() if anchored is None else anchored, key=lambda e: e.tree_size
     )

@@ -1,10 +1,15 @@
 """The supervisor's audit: one entry with its inclusion proof checked against the root read
-from the chain, an elevator's whole trail, and the whole-log verification report."""
+from the chain, an elevator's whole trail, and the whole-log verification report.
+
+Stored entries are read as possibly hostile (`core.stored_json`): an entry whose content
+cannot be read is shown with empty `content`, an `unreadable` problem (one entry) or a
+summary saying so (trail), never an error of the server; a stored time out of range is
+shown as null."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Final
@@ -16,12 +21,17 @@ from pydantic import BaseModel
 from api.deps import Auditor, Conn, Context
 from api.errors import ApiError, error_responses, not_found
 from api.pagination import Cursor, Limit, Page, cut, int_cursor
+from core.stored_json import StoredJsonError, decode_object, report_unreadable
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 Seq = Annotated[int, Path(ge=0, le=2**63 - 1)]
 ElevatorId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 _RESPONSES: Final = error_responses(401, 403, 404, 422, 503)
+# A stored time Python cannot hold (infinity, year 10000) is read as NULL, not an error.
+_CREATED_AT: Final = (
+    "CASE WHEN created_at BETWEEN '0001-01-02' AND '9999-12-30' THEN created_at END AS created_at"
+)
 
 
 class ProblemOut(BaseModel):
@@ -54,7 +64,7 @@ class EntryProof(BaseModel):
     content: dict[str, Any]
     content_hash: str
     leaf_hash: str
-    created_at: dt.datetime
+    created_at: dt.datetime | None
     anchored: bool
     anchor: AnchorOut | None
     proof: list[str]
@@ -71,7 +81,7 @@ class TrailItem(BaseModel):
     time: dt.datetime | None
     summary: str
     content: dict[str, Any]
-    created_at: dt.datetime
+    created_at: dt.datetime | None
 
 
 class Trail(Page[TrailItem]):
@@ -81,13 +91,16 @@ class Trail(Page[TrailItem]):
 
 
 class LogReportOut(BaseModel):
-    """The whole-log verification report."""
+    """The whole-log verification report, with when the verification ran (callers that
+    asked while it ran share it)."""
 
     entries: int
     anchored_size: int
     anchors_checked: int
     ok: bool
     problems: list[ProblemOut]
+    started_at: dt.datetime
+    finished_at: dt.datetime
 
 
 @contextmanager
@@ -113,7 +126,7 @@ def get_entry(seq: Seq, conn: Conn, context: Context, user: Auditor) -> EntryPro
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "SELECT seq, kind, elevator_id, source_table, source_id, canonical, content_hash, "
-            "leaf_hash, created_at FROM ledger_entries WHERE seq = %s",
+            f"leaf_hash, {_CREATED_AT} FROM ledger_entries WHERE seq = %s",
             (seq,),
         ).fetchone()
     if row is None:
@@ -122,8 +135,8 @@ def get_entry(seq: Seq, conn: Conn, context: Context, user: Auditor) -> EntryPro
         view = context.ledger_view(conn)
         report = view.verify_entry(conn, seq)
     try:
-        content = json.loads(bytes(row["canonical"]))
-    except ValueError:
+        content = decode_object(row["canonical"])
+    except StoredJsonError:  # verify_entry names it as an `unreadable` problem
         content = {}
     anchor = None
     if report.anchor is not None:
@@ -135,7 +148,7 @@ def get_entry(seq: Seq, conn: Conn, context: Context, user: Auditor) -> EntryPro
     return EntryProof(
         seq=seq, kind=row["kind"], elevator_id=row["elevator_id"],
         source_table=row["source_table"], source_id=row["source_id"],
-        content=content if isinstance(content, dict) else {},
+        content=content,
         content_hash=_hex(row["content_hash"]), leaf_hash=_hex(row["leaf_hash"]),
         created_at=row["created_at"], anchored=report.anchored_size is not None, anchor=anchor,
         proof=[_hex(node) for node in report.proof], signed=report.signed, verified=report.ok,
@@ -172,7 +185,7 @@ def get_trail(
     after = int_cursor(cursor)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT seq, kind, canonical, created_at FROM ledger_entries "
+            f"SELECT seq, kind, canonical, {_CREATED_AT} FROM ledger_entries "
             "WHERE elevator_id = %s AND seq > %s ORDER BY seq LIMIT %s",
             (elevator_id, -1 if after is None else after, limit + 1),
         ).fetchall()
@@ -180,26 +193,40 @@ def get_trail(
     items = []
     for row in page:
         try:
-            content = json.loads(bytes(row["canonical"]))
-        except ValueError:
-            content = {}
-        content = content if isinstance(content, dict) else {}
-        content.pop("salt", None)
-        content.pop("prev", None)
-        when, text = _summary(row["kind"], content)
+            content = decode_object(row["canonical"])
+            content.pop("salt", None)
+            content.pop("prev", None)
+            when, text = _summary(row["kind"], content)
+        except (StoredJsonError, ValueError, TypeError, OverflowError, OSError) as exc:
+            report_unreadable("audit_trail", row["seq"], exc)
+            content, when = {}, None
+            text = f"unreadable entry (see GET /api/v1/audit/entries/{row['seq']})"
         items.append(TrailItem(seq=row["seq"], kind=row["kind"], time=when, summary=text,
                                content=content, created_at=row["created_at"]))  # fmt: skip
     return Trail(elevator_id=elevator_id, items=items, next_cursor=next_after)
 
 
 @router.post("/verify", responses=error_responses(401, 403, 503))
-def verify_whole_log(conn: Conn, context: Context, user: Auditor) -> LogReportOut:
+async def verify_whole_log(context: Context, user: Auditor) -> LogReportOut:
     """Audit the whole log: every seq present, every leaf recomputed, every source row
-    compared, every anchored root matched against the chain; problems name each entry."""
-    with _chain_errors():
-        report = context.ledger_view(conn).verify_log(conn)
+    compared, every anchored root matched against the chain; problems name each entry.
+
+    One verification runs at a time, in a worker thread: a request made while one runs
+    waits for it and gets its report (`started_at` says when it began)."""
+
+    def verify() -> Any:
+        with context.pool.connection() as conn, _chain_errors():
+            return context.ledger_view(conn).verify_log(conn)
+
+    async def start() -> Any:
+        async with context.database_slots:
+            return await asyncio.to_thread(verify)
+
+    finished = await context.verification.result(start)
+    report = finished.result
     return LogReportOut(
         entries=report.entries, anchored_size=report.anchored_size,
         anchors_checked=report.anchors_checked, ok=report.ok,
         problems=[ProblemOut(seq=p.seq, kind=p.kind, detail=p.detail) for p in report.problems],
+        started_at=finished.started_at, finished_at=finished.finished_at,
     )  # fmt: skip
