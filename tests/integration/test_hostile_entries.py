@@ -208,6 +208,9 @@ def notifier_site(test_database_url: str) -> Iterator[tuple[str, str]]:
     with psycopg.connect(url) as conn:
         conn.execute("UPDATE webhook_subscriptions SET active = false WHERE %s = ANY(sites)",
                      (site,))  # fmt: skip
+        # Other readers (the API's alert list) must not meet the poisoned deadline later.
+        conn.execute("UPDATE alerts SET status = 'resolved', ack_due_at = NULL "
+                     "WHERE site_id = %s AND NOT isfinite(ack_due_at)", (site,))  # fmt: skip
         conn.execute("UPDATE alerts SET status = 'resolved' WHERE site_id = %s", (site,))
 
 
