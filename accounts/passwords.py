@@ -22,7 +22,6 @@ P: Final = 3
 SALT_BYTES: Final = 16
 KEY_BYTES: Final = 32
 MAX_MEMORY_BYTES: Final = 256 * 1024 * 1024
-MIN_PASSWORD_LENGTH: Final = 8
 
 
 def _b64(data: bytes) -> str:

@@ -3,6 +3,11 @@
 Roles: `crew` acts on the alerts, elevators and maintenance of its sites only; `supervisor`
 reads everything (audit and reports included) and changes nothing; `admin` manages the
 registry and the users. Every function works in the caller's transaction.
+
+Each user has a `token_version` that every bearer token names; changing the password,
+deactivating the user or `revoke_tokens` adds one, which ends every token issued before.
+The last active admin can be neither demoted nor deactivated, so the platform always keeps
+someone who can manage it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
-from accounts.passwords import MIN_PASSWORD_LENGTH, hash_password
+from accounts.password_policy import password_problem
+from accounts.passwords import hash_password
 from core.errors import LiftLedgerError
 
 ROLES: Final = ("crew", "supervisor", "admin")
@@ -23,6 +29,7 @@ USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 SIGNER_PATTERN: Final = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _USER_COLUMNS: Final = (
     "u.id, u.username, u.full_name, u.role, u.signer_address, u.active, u.password_hash, "
+    "u.token_version, "
     "coalesce(array_agg(us.site_id ORDER BY us.site_id) FILTER (WHERE us.site_id IS NOT NULL),"
     " '{}') AS sites"
 )
@@ -51,6 +58,7 @@ class UserRecord:
     sites: tuple[str, ...]
     signer_address: str | None
     active: bool
+    token_version: int = 0
 
     @property
     def sees_all_sites(self) -> bool:
@@ -76,6 +84,7 @@ def _record(row: dict[str, Any]) -> UserRecord:
         sites=tuple(row["sites"]),
         signer_address=row["signer_address"],
         active=bool(row["active"]),
+        token_version=int(row["token_version"]),
     )
 
 
@@ -86,12 +95,25 @@ def _check_role(role: str) -> None:
         )
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
+def _check_password(password: str, username: str) -> None:
+    problem = password_problem(password, username=username)
+    if problem is not None:
+        raise AccountError(problem, code="weak_password", field="password")
+
+
+def _keep_an_admin(conn: psycopg.Connection[Any], user: UserRecord) -> None:
+    """Refuse to demote or deactivate the last active admin.
+
+    The active admins' rows are locked first, so two admins demoting each other at the
+    same time cannot both succeed."""
+    rows = conn.execute(
+        "SELECT id FROM users WHERE role = 'admin' AND active ORDER BY id FOR UPDATE"
+    ).fetchall()
+    if not any(int(row[0]) != user.id for row in rows):
         raise AccountError(
-            f"a password needs at least {MIN_PASSWORD_LENGTH} characters",
-            code="weak_password",
-            field="password",
+            f"{user.username} is the last active admin: make another admin first",
+            code="last_admin",
+            field="role",
         )
 
 
@@ -177,7 +199,7 @@ def create_user(
     _check_role(role)
     _check_signer(signer_address)
     if password is not None:
-        _check_password(password)
+        _check_password(password, username)
     if role == "crew" and not sites:
         raise AccountError("a crew member needs at least one site", code="no_sites", field="sites")
     row = conn.execute(
@@ -214,17 +236,22 @@ def update_user(
         _check_role(role)
     _check_signer(signer_address)
     if password is not None:
-        _check_password(password)
+        _check_password(password, username)
     new_role = role or user.role
     new_sites = user.sites if sites is None else tuple(sites)
     if new_role == "crew" and not new_sites:
         raise AccountError("a crew member needs at least one site", code="no_sites", field="sites")
+    if user.role == "admin" and user.active and (new_role != "admin" or active is False):
+        _keep_an_admin(conn, user)
+    # A new password or a deactivation ends every token issued before.
+    revoke = password is not None or (active is False and user.active)
     conn.execute(
         "UPDATE users SET role = %s, full_name = coalesce(%s, full_name), "
         "signer_address = coalesce(%s, signer_address), active = coalesce(%s, active), "
-        "password_hash = coalesce(%s, password_hash) WHERE id = %s",
+        "password_hash = coalesce(%s, password_hash), "
+        "token_version = token_version + %s WHERE id = %s",
         (new_role, full_name, signer_address, active,
-         hash_password(password) if password else None, user.id),
+         hash_password(password) if password else None, 1 if revoke else 0, user.id),
     )  # fmt: skip
     if sites is not None:
         _set_sites(conn, user.id, sites)
@@ -232,3 +259,15 @@ def update_user(
     if updated is None:
         raise RuntimeError("a user just updated is not readable")
     return updated
+
+
+def revoke_tokens(conn: psycopg.Connection[Any], username: str) -> UserRecord:
+    """End every token issued to `username` so far (their next token works)."""
+    row = conn.execute(
+        "UPDATE users SET token_version = token_version + 1 WHERE username = %s RETURNING id",
+        (username,),
+    ).fetchone()
+    user = get_user(conn, username) if row is not None else None
+    if user is None:
+        raise AccountError(f"user {username} does not exist", code="user_not_found")
+    return user

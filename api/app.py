@@ -18,9 +18,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
 
+from api.body_limit import BodySizeLimit
 from api.context import ApiContext
 from api.errors import ErrorBody, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.security_headers import SecurityHeaders
+from api.sign_in_limits import SignInLimiter, SignInPolicy
 from api.stream import AlertBroadcaster
 from api.views import alerts, audit, auth, elevators, maintenance, operations, reports, users
 from core.db import libpq_url
@@ -47,6 +50,12 @@ def create_app(settings: Settings) -> FastAPI:
     """The API application for `settings`; connects only when it starts serving."""
     conninfo = libpq_url(settings.resolved_database_url())
     metrics = ApiMetrics()
+    sign_in_policy = SignInPolicy(
+        user_failures=settings.api_sign_in_user_failures,
+        address_failures=settings.api_sign_in_address_failures,
+        backoff_s=settings.api_sign_in_backoff_s,
+        backoff_max_s=settings.api_sign_in_backoff_max_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
             jwt_secret=settings.secret("jwt_secret"), broadcaster=broadcaster,
             database_slots=asyncio.Semaphore(POOL_SIZE),
             sign_in_slots=asyncio.Semaphore(SIGN_IN_CONCURRENCY),
+            sign_in_limiter=SignInLimiter(sign_in_policy),
         )  # fmt: skip
         try:
             yield
@@ -80,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         responses={
             400: {"model": ErrorBody, "description": "the request body cannot be parsed"},
+            413: {"model": ErrorBody, "description": "the request body is over the size limit"},
             500: {"model": ErrorBody, "description": "internal error (a bug)"},
         },
     )
@@ -104,7 +115,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     for module in (auth, users, elevators, alerts, maintenance, audit, reports, operations):
         app.include_router(module.router)
+    # Outermost last: headers on every answer, metrics of every answer (413s included),
+    # and the body limit before anything reads the body.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

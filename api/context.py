@@ -15,7 +15,9 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from api.metrics import ApiMetrics
+from api.sign_in_limits import SignInLimiter
 from api.stream import AlertBroadcaster
+from api.verification import VerificationJob
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ class ApiContext:
     metrics: ApiMetrics
     database_slots: asyncio.Semaphore
     sign_in_slots: asyncio.Semaphore
+    sign_in_limiter: SignInLimiter
+    verification: VerificationJob = field(default_factory=VerificationJob)
     _ledger: LedgerView | None = None
     _chain_id: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

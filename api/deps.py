@@ -71,10 +71,14 @@ def bearer_claims(context: ApiContext, token: str | None) -> TokenClaims:
                        headers=_UNAUTHENTICATED) from exc  # fmt: skip
 
 
-def active_user(user: UserRecord | None) -> UserRecord:
-    """The token's user when it exists and is active; 401 otherwise."""
+def active_user(user: UserRecord | None, claims: TokenClaims) -> UserRecord:
+    """The token's user when it exists, is active and has not revoked the token (a password
+    change, a deactivation or a revocation since it was issued); 401 otherwise."""
     if user is None or not user.active:
         raise ApiError(401, "invalid_token", "the token's user is unknown or deactivated",
+                       headers=_UNAUTHENTICATED)  # fmt: skip
+    if user.token_version != claims.version:
+        raise ApiError(401, "invalid_token", "the token has been revoked; sign in again",
                        headers=_UNAUTHENTICATED)  # fmt: skip
     return user
 
@@ -84,7 +88,7 @@ def get_current_user(
 ) -> UserRecord:
     """The active user the bearer token names; 401 otherwise."""
     claims = bearer_claims(context, token)
-    return active_user(get_user(conn, claims.username))
+    return active_user(get_user(conn, claims.username), claims)
 
 
 CurrentUser = Annotated[UserRecord, Depends(get_current_user)]

@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.security_headers import headers_for
+
 log = logging.getLogger(__name__)
 
 
@@ -74,8 +76,10 @@ _STATUS_CODES: Final = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "too_many_requests",
     503: "unavailable",
 }
 
@@ -119,7 +123,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _response(500, "internal_error", "internal error; it has been logged", None, None)
+        # This answer leaves outside the middleware, so it carries the headers itself.
+        headers = {name.decode(): value.decode() for name, value in headers_for(request.url.path)}
+        return _response(500, "internal_error", "internal error; it has been logged", None,
+                         headers)  # fmt: skip
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -130,6 +137,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "No such resource",
         409: "The resource's state does not allow this",
         422: "Invalid input; `field` names it",
+        429: "Too many attempts; `Retry-After` says when to try again",
         503: "A service the answer depends on (database, chain) is unavailable",
     }
     return {

@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
+from api.http_protocol import DeadlineHttpToolsProtocol
 from core.settings import Settings
+
+
+class ApiServerConfig(uvicorn.Config):
+    """uvicorn's configuration plus the deadline for reading a request
+    (`api.http_protocol`); a plain attribute, so it reaches worker processes."""
+
+    def __init__(self, app: Any, *, request_read_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.request_read_timeout_s = request_read_timeout_s
+
+
+def server_config(app: Any, settings: Settings, **kwargs: Any) -> ApiServerConfig:
+    """The configuration every API server uses (the tests' servers too): a connection idle
+    after a response closes after `api_keep_alive_s`; one whose request is not read whole
+    within `api_request_read_timeout_s` is closed."""
+    return ApiServerConfig(
+        app,
+        http=DeadlineHttpToolsProtocol,
+        timeout_keep_alive=settings.api_keep_alive_s,
+        request_read_timeout_s=settings.api_request_read_timeout_s,
+        server_header=False,
+        **kwargs,
+    )
 
 
 def run_api(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
@@ -15,13 +41,12 @@ def run_api(settings: Settings, *, host: str, port: int, workers: int = 1) -> No
     if settings.database_url is None:
         # Workers re-read settings from the environment: pin the database this process chose.
         os.environ.setdefault("LIFTLEDGER_DATABASE_URL", settings.resolved_database_url())
-    uvicorn.run(
-        "api.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    config = server_config(
+        "api.app:app_from_environment", settings, factory=True, host=host, port=port,
+        workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    # What `uvicorn.run` does, with this configuration.
+    if config.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()

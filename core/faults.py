@@ -104,6 +104,55 @@ DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = {
 }
 
 
+# The values each threshold may take (inclusive), wide enough for any real installation and
+# narrow enough that no value can break the detectors or the escalation timers (an
+# `escalate_ack_s` of 1e18 overflows a datetime). docs/api.md lists them.
+THRESHOLD_RANGES: Final[Mapping[str, tuple[float, float]]] = {
+    "stopped_speed_mps": (0.001, 1.0),
+    "moving_speed_mps": (0.01, 2.0),
+    "trapped_s": (1.0, 3600.0),
+    "overspeed_ratio": (1.0, 2.0),
+    "overspeed_s": (0.05, 60.0),
+    "overtravel_m": (0.01, 5.0),
+    "door_lock_closed_s": (0.5, 600.0),
+    "stopped_outside_zone_s": (1.0, 3600.0),
+    "door_opening_s": (1.0, 600.0),
+    "door_closing_s": (1.0, 600.0),
+    "door_reopen_cycles": (1.0, 100.0),
+    "offline_intervals": (1.0, 100.0),
+    "idle_interval_s": (1.0, 3600.0),
+    "vibration_mg": (1.0, 10_000.0),
+    "vibration_sustained_s": (0.1, 3600.0),
+    "vibration_a95_mg": (1.0, 10_000.0),
+    "overheat_minor_c": (20.0, 250.0),
+    "overheat_major_c": (20.0, 250.0),
+    "levelling_mm": (1.0, 500.0),
+    "levelling_stops": (1.0, 1000.0),
+    "levelling_bad_stops": (1.0, 1000.0),
+    "maintenance_interval_days": (1.0, 366.0),
+    "clock_skew_s": (1.0, 86_400.0),
+    "hysteresis_s": (0.0, 86_400.0),
+    "offline_grace_s": (0.0, 86_400.0),
+    "escalate_ack_s": (10.0, 86_400.0),
+    "escalate_on_site_s": (60.0, 7 * 86_400.0),
+}
+
+
+def threshold_out_of_range(overrides: Mapping[str, object]) -> tuple[str, str] | None:
+    """The first known threshold in `overrides` that is not a finite number within its
+    range, with why: `(name, message)`; None when all are."""
+    for name in sorted(overrides):
+        if name not in THRESHOLD_RANGES:
+            continue
+        value = overrides[name]
+        low, high = THRESHOLD_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return name, f"threshold {name} must be a number"
+        if not low <= value <= high:  # NaN fails this too
+            return name, f"threshold {name} must lie between {low:g} and {high:g}"
+    return None
+
+
 def unknown_threshold_names(overrides: Mapping[str, object]) -> list[str]:
     """Names in `overrides` that are not thresholds, so a typo is caught at import."""
     return sorted(set(overrides) - set(DEFAULT_THRESHOLDS))

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from core.errors import RegistryError
-from core.faults import unknown_threshold_names
+from core.faults import threshold_out_of_range, unknown_threshold_names
 
 REGISTRY_FIELDS: Final = (
     "site_id", "building", "registration_code", "lowest_floor", "highest_floor",
@@ -90,6 +90,10 @@ def _check(fields: Mapping[str, Any], conn: psycopg.Connection[Any]) -> None:
                 code="unknown_threshold",
                 field="thresholds",
             )
+        out_of_range = threshold_out_of_range(thresholds)
+        if out_of_range is not None:
+            name, message = out_of_range
+            raise FleetError(message, code="out_of_range", field=f"thresholds.{name}")
     site = fields.get("site_id")
     if site is not None:
         row = conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,)).fetchone()

@@ -138,6 +138,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(sa.Text)
     signer_address: Mapped[str | None] = mapped_column(sa.Text)
     active: Mapped[bool] = mapped_column(server_default=sa.true())
+    # Every bearer token names the version it was issued under; bumping it revokes them.
+    token_version: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
 
 

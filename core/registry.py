@@ -5,6 +5,9 @@ A registry CSV has one elevator per row (header names below; `site_name`, `distr
 `floor_height_m` and `thresholds` may be empty). Sites are created or renamed from the rows.
 An import is all or nothing: the first invalid row is reported with its line number and no
 row is written.
+
+Every number has a range (`FLOOR_RANGE`, `MEASURE_RANGES`, `core.faults.THRESHOLD_RANGES`),
+the same for the CSV import and the API, so no registry value can break the detectors.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.errors import RegistryError
-from core.faults import unknown_threshold_names
+from core.faults import threshold_out_of_range, unknown_threshold_names
 from core.models import Elevator, Site
 from core.protocol import is_valid_id
 
@@ -47,6 +50,18 @@ OPTIONAL_COLUMNS = (
     "thresholds",
 )
 SAMPLE_REGISTRY = Path(__file__).parent / "data" / "sample_registry.csv"
+
+# Floors as numbered in the building (basements negative); the tallest buildings have ~160.
+FLOOR_RANGE: tuple[int, int] = (-20, 300)
+# What a passenger or goods elevator can have (inclusive): the fastest run at ~21 m/s,
+# comfort keeps acceleration under ~1.5 m/s^2 and jerk under ~2 m/s^3.
+MEASURE_RANGES: dict[str, tuple[float, float]] = {
+    "floor_height_m": (1.5, 20.0),
+    "rated_speed_mps": (0.05, 25.0),
+    "rated_load_kg": (50.0, 50_000.0),
+    "acceleration_mps2": (0.05, 5.0),
+    "jerk_mps3": (0.1, 20.0),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +89,26 @@ def _number(row: Mapping[str, str], name: str, kind: type[float] | type[int]) ->
     return value
 
 
-def _optional_positive(row: Mapping[str, str], name: str) -> float | None:
+def _measure(row: Mapping[str, str], name: str) -> float:
+    value = float(_number(row, name, float))
+    low, high = MEASURE_RANGES[name]
+    if not low <= value <= high:  # NaN and inf fail this too
+        raise ValueError(f"{name} must lie between {low:g} and {high:g}")
+    return value
+
+
+def _floor(row: Mapping[str, str], name: str) -> int:
+    value = int(_number(row, name, int))
+    low, high = FLOOR_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"{name} must lie between {low} and {high}")
+    return value
+
+
+def _optional_measure(row: Mapping[str, str], name: str) -> float | None:
     if not (row.get(name) or "").strip():
         return None
-    value = float(_number(row, name, float))
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0")
-    return value
+    return _measure(row, name)
 
 
 def _parse_row(row: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -89,14 +117,17 @@ def _parse_row(row: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     for name, value in (("elevator_id", elevator_id), ("site_id", site_id)):
         if not is_valid_id(value):
             raise ValueError(f"{name} {value!r} must match [A-Za-z0-9_-]{{1,64}}")
-    lowest = _number(row, "lowest_floor", int)
-    highest = _number(row, "highest_floor", int)
+    lowest = _floor(row, "lowest_floor")
+    highest = _floor(row, "highest_floor")
     if highest <= lowest:
         raise ValueError("highest_floor must be above lowest_floor")
-    speed = _number(row, "rated_speed_mps", float)
-    load = _number(row, "rated_load_kg", float)
-    if not speed > 0 or not load > 0:
+    if (
+        not _number(row, "rated_speed_mps", float) > 0
+        or not _number(row, "rated_load_kg", float) > 0
+    ):
         raise ValueError("rated_speed_mps and rated_load_kg must be > 0")
+    speed = _measure(row, "rated_speed_mps")
+    load = _measure(row, "rated_load_kg")
     thresholds_raw = (row.get("thresholds") or "").strip()
     thresholds = json.loads(thresholds_raw) if thresholds_raw else {}
     if not isinstance(thresholds, dict) or not all(
@@ -106,6 +137,9 @@ def _parse_row(row: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     unknown = unknown_threshold_names(thresholds)
     if unknown:
         raise ValueError(f"unknown threshold names {', '.join(unknown)}")
+    out_of_range = threshold_out_of_range(thresholds)
+    if out_of_range is not None:
+        raise ValueError(out_of_range[1])
     installed_raw = (row.get("installed_on") or "").strip()
     elevator: dict[str, Any] = {
         "id": elevator_id,
@@ -121,7 +155,7 @@ def _parse_row(row: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
         "thresholds": thresholds,
     }
     for name in ("floor_height_m", "acceleration_mps2", "jerk_mps3"):
-        measure = _optional_positive(row, name)
+        measure = _optional_measure(row, name)
         if measure is not None:
             elevator[name] = measure
     site = {

@@ -317,18 +317,34 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_users_revoke_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    """End every token a user holds now (tokens issued afterwards work)."""
+    from accounts.users import revoke_tokens  # noqa: PLC0415
+
+    with _database_connection(settings) as conn:
+        user = revoke_tokens(conn, args.name)
+    _say(f"user {user.username}: every token issued so far is revoked")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a bearer token for a user (for scripts and operators)."""
-    from accounts.tokens import issue_token  # noqa: PLC0415
+    """Print a bearer token for a user (for scripts and operators), valid up to 30 days."""
+    from accounts.tokens import MAX_TTL_S, issue_token  # noqa: PLC0415
     from accounts.users import get_user  # noqa: PLC0415
 
+    ttl_s = int(parse_duration(args.ttl))
+    if not 1 <= ttl_s <= MAX_TTL_S:
+        raise ConfigError(
+            f"--ttl {args.ttl}: a token lives between 1 s and {MAX_TTL_S // 86400}d; "
+            "issue a new one when it expires"
+        )
     with _database_connection(settings) as conn:
         user = get_user(conn, args.name)
     if user is None or not user.active:
         raise ConfigError(f"no active user {args.name}: add one with `liftledger users add`")
-    ttl_s = int(parse_duration(args.ttl))
     now = dt.datetime.now(dt.UTC)
-    print(issue_token(user.username, secret=settings.secret("jwt_secret"), now=now, ttl_s=ttl_s))
+    print(issue_token(user.username, secret=settings.secret("jwt_secret"), now=now, ttl_s=ttl_s,
+                      version=user.token_version))  # fmt: skip
     return 0
 
 
@@ -364,9 +380,12 @@ def _add_people_commands(commands: Any) -> None:
     user_commands.add_parser("list", help=cmd_users_list.__doc__).set_defaults(
         handler=cmd_users_list
     )
+    revoke = user_commands.add_parser("revoke-tokens", help=cmd_users_revoke_tokens.__doc__)
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=cmd_users_revoke_tokens)
     token = commands.add_parser("token", help=cmd_token.__doc__)
     token.add_argument("name")
-    token.add_argument("--ttl", default="8h", help="how long it is valid: 30m, 8h, 7d")
+    token.add_argument("--ttl", default="8h", help="how long it is valid: 30m, 8h, 7d; at most 30d")
     token.set_defaults(handler=cmd_token)
 
     api = commands.add_parser("api", help=cmd_api.__doc__)

@@ -95,10 +95,14 @@ class Report:
         """The main table as CSV: a header row, ISO datetimes, an empty cell for missing."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
+        # A bare CR is not quoted by the minimal writer when lines end in LF; a row holding
+        # one is written fully quoted, so it cannot split into two rows.
+        quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
         columns = [str(column) for column in self.table.columns]
         writer.writerow(columns)
         for record in _json_records(self.table):
-            writer.writerow([_csv_cell(record[column]) for column in columns])
+            cells = [_csv_cell(record[column]) for column in columns]
+            (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
         return out.getvalue()
 
 
@@ -512,9 +516,19 @@ def _json_number(
     return round(number, _SECONDS_DIGITS if name.endswith("_s") else _RATIO_DIGITS)
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (OWASP "CSV Injection"): a building name "=HYPERLINK(…)" would run when a supervisor
+# opens the export. Such a text cell gets a leading apostrophe, which spreadsheets show as
+# text. Numbers are written by the report itself and stay as they are (-0.5 is a number).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

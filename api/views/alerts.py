@@ -202,7 +202,12 @@ async def stream_alerts(
         if dt.datetime.now(dt.UTC) >= expires_at:
             return False
         current = await _load_user(context, user.username)
-        return current is not None and current.active and current.site_scope == user.site_scope
+        return (
+            current is not None
+            and current.active
+            and current.token_version == user.token_version
+            and current.site_scope == user.site_scope
+        )
 
     async def counted() -> AsyncIterator[str]:
         context.metrics.streams.inc()
@@ -240,7 +245,7 @@ async def _authenticate_stream(
     scheme, _, credentials = (authorization or "").partition(" ")
     token = credentials if scheme.lower() == "bearer" and credentials else query_token
     claims = bearer_claims(context, token)
-    return active_user(await _load_user(context, claims.username)), claims.expires_at
+    return active_user(await _load_user(context, claims.username), claims), claims.expires_at
 
 
 @router.get("/{alert_id}", responses=error_responses(401, 403, 404, 422))

@@ -15,13 +15,21 @@ from api.errors import ApiError, error_responses, invalid, not_found
 from api.pagination import Cursor, Limit, Page, cut
 from api.types import Flag, Floor, IsoDate, IsoDateTime, Number, utc_time
 from core.fleet import FleetError, create_elevator, get_elevator, list_elevators, update_elevator
+from core.registry import MEASURE_RANGES
 from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, read_samples
 
 router = APIRouter(prefix="/api/v1/elevators", tags=["elevators"])
 
 ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 ElevatorId = Annotated[str, Path(pattern=ID_PATTERN, description="elevator id")]
-Positive = Annotated[Number, Field(gt=0, le=100_000)]
+_M: Final = MEASURE_RANGES  # the registry's ranges, the same for the CSV import
+FloorHeight = Annotated[Number, Field(ge=_M["floor_height_m"][0], le=_M["floor_height_m"][1])]
+RatedSpeed = Annotated[Number, Field(ge=_M["rated_speed_mps"][0], le=_M["rated_speed_mps"][1])]
+RatedLoad = Annotated[Number, Field(ge=_M["rated_load_kg"][0], le=_M["rated_load_kg"][1])]
+Acceleration = Annotated[
+    Number, Field(ge=_M["acceleration_mps2"][0], le=_M["acceleration_mps2"][1])
+]
+Jerk = Annotated[Number, Field(ge=_M["jerk_mps3"][0], le=_M["jerk_mps3"][1])]
 Thresholds = dict[Annotated[str, Field(max_length=64)], Number]
 DEFAULT_WINDOW: Final = dt.timedelta(hours=1)
 BUCKET_PATTERN: Final = re.compile(r"^(\d{1,6})(s|m|h|d)$")
@@ -87,11 +95,11 @@ class ElevatorFields(BaseModel):
     registration_code: str | None = Field(default=None, min_length=1, max_length=64)
     lowest_floor: Floor | None = None
     highest_floor: Floor | None = None
-    floor_height_m: Positive | None = None
-    rated_speed_mps: Positive | None = None
-    rated_load_kg: Positive | None = None
-    acceleration_mps2: Positive | None = None
-    jerk_mps3: Positive | None = None
+    floor_height_m: FloorHeight | None = None
+    rated_speed_mps: RatedSpeed | None = None
+    rated_load_kg: RatedLoad | None = None
+    acceleration_mps2: Acceleration | None = None
+    jerk_mps3: Jerk | None = None
     manufacturer: str | None = Field(default=None, max_length=200)
     installed_on: IsoDate | None = None
     thresholds: Thresholds | None = None
@@ -115,8 +123,8 @@ class ElevatorIn(ElevatorFields):
     building: str = Field(min_length=1, max_length=200)
     lowest_floor: Floor
     highest_floor: Floor
-    rated_speed_mps: Positive
-    rated_load_kg: Positive
+    rated_speed_mps: RatedSpeed
+    rated_load_kg: RatedLoad
 
 
 class Sample(BaseModel):

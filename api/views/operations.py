@@ -1,10 +1,15 @@
-"""Operations: dead letters (messages refused at ingest), health and Prometheus metrics."""
+"""Operations: dead letters (messages refused at ingest), health and Prometheus metrics.
+
+A dead letter's payload can be as large as the broker allows: the list answers a preview
+of each (its first `PREVIEW_BYTES`), with its size and SHA-256, and at most
+`MAX_DEAD_LETTERS` a page, so a page stays below about half a megabyte whatever was sent.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -14,16 +19,20 @@ from pydantic import BaseModel
 
 from api.deps import Auditor, Conn, Context
 from api.errors import error_responses
-from api.pagination import Cursor, Limit, Page, cut, int_cursor
+from api.pagination import Cursor, Page, cut, int_cursor
 
 router = APIRouter(tags=["operations"])
 
 IdText = Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Reason = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")]
+PREVIEW_BYTES: Final = 1024
+MAX_DEAD_LETTERS: Final = 100
+MAX_TEXT: Final = 1024  # characters of the topic and the detail shown
+DeadLetterLimit = Annotated[int, Query(ge=1, le=MAX_DEAD_LETTERS)]
 
 
 class DeadLetterOut(BaseModel):
-    """A message the collectors refused, kept byte for byte with the reason."""
+    """A message the collectors refused, with the reason and a preview of its payload."""
 
     id: int
     received_at: dt.datetime
@@ -31,8 +40,21 @@ class DeadLetterOut(BaseModel):
     reason: str
     detail: str | None
     elevator_id: str | None
-    payload_base64: str
-    payload_text: str | None
+    payload_size: int
+    payload_sha256: str | None
+    preview_base64: str
+    preview_text: str | None
+    truncated: bool
+
+
+def _preview_text(preview: bytes, truncated: bool) -> str | None:
+    try:
+        return preview.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A cut through the last character is the preview's doing, not the payload's.
+        if truncated and exc.start >= len(preview) - 3 and exc.reason == "unexpected end of data":
+            return preview[: exc.start].decode("utf-8", errors="replace")
+        return None
 
 
 class Health(BaseModel):
@@ -48,10 +70,11 @@ def get_dead_letters(
     user: Auditor,
     reason: Reason = None,
     elevator: IdText | None = None,
-    limit: Limit = 50,
+    limit: DeadLetterLimit = 50,
     cursor: Cursor = None,
 ) -> Page[DeadLetterOut]:
-    """Refused messages, newest first, with why each was refused."""
+    """Refused messages, newest first, with why each was refused: a preview of each
+    payload (first 1 KiB), its size and SHA-256; at most 100 a page."""
     before = int_cursor(cursor)
     where = ["(%s::bigint IS NULL OR id < %s)"]
     params: list[Any] = [before, before]
@@ -60,21 +83,27 @@ def get_dead_letters(
             where.append(f"{column} = %s")
             params.append(value)
     query = (
-        "SELECT id, received_at, topic, reason, detail, elevator_id, payload FROM dead_letters "
+        "SELECT id, received_at, left(topic, %s) AS topic, reason, left(detail, %s) AS detail, "
+        "elevator_id, substring(payload FROM 1 FOR %s) AS preview, "
+        "coalesce(payload_size, length(payload)) AS payload_size, "
+        "coalesce(payload_sha256, sha256(payload)) AS payload_sha256 FROM dead_letters "
         "WHERE " + " AND ".join(where) + " ORDER BY id DESC LIMIT %s"
     )
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(query, [*params, limit + 1]).fetchall()
+        rows = cur.execute(
+            query, [MAX_TEXT, MAX_TEXT, PREVIEW_BYTES, *params, limit + 1]
+        ).fetchall()
     page, after = cut(rows, limit, lambda row: row["id"])
     items = []
     for row in page:
-        payload = bytes(row.pop("payload"))
-        try:
-            text: str | None = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        items.append(DeadLetterOut(**row, payload_base64=base64.b64encode(payload).decode(),
-                                   payload_text=text))  # fmt: skip
+        preview = bytes(row.pop("preview"))
+        digest = row.pop("payload_sha256")
+        truncated = row["payload_size"] > len(preview)
+        items.append(DeadLetterOut(
+            **row, payload_sha256=bytes(digest).hex() if digest is not None else None,
+            preview_base64=base64.b64encode(preview).decode(),
+            preview_text=_preview_text(preview, truncated), truncated=truncated,
+        ))  # fmt: skip
     return Page[DeadLetterOut](items=items, next_cursor=after)
 
 

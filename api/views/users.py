@@ -1,4 +1,7 @@
-"""User management (admins): list, add, change role, sites, signing key or password."""
+"""User management (admins): list, add, change role, sites, signing key or password, and
+revoke a user's tokens. A password must pass `accounts.password_policy` (422
+`weak_password`); the last active admin cannot be demoted or deactivated (409
+`last_admin`)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
-from accounts.users import AccountError, create_user, get_user, list_users, update_user
+from accounts.password_policy import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from accounts.users import (
+    AccountError,
+    create_user,
+    get_user,
+    list_users,
+    revoke_tokens,
+    update_user,
+)
 from api.deps import Admin, Conn
 from api.errors import ApiError, error_responses, not_found
 from api.pagination import Cursor, Limit, Page, cut, int_cursor
@@ -28,7 +39,9 @@ class UserIn(BaseModel):
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
     role: Role
     sites: list[SiteId] = Field(default_factory=list, max_length=500)
-    password: str | None = Field(default=None, min_length=8, max_length=200)
+    password: str | None = Field(
+        default=None, min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH
+    )
     full_name: str | None = Field(default=None, max_length=200)
     signer_address: Signer | None = None
 
@@ -38,7 +51,9 @@ class UserChange(BaseModel):
 
     role: Role | None = None
     sites: list[SiteId] | None = Field(default=None, max_length=500)
-    password: str | None = Field(default=None, min_length=8, max_length=200)
+    password: str | None = Field(
+        default=None, min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH
+    )
     full_name: str | None = Field(default=None, max_length=200)
     signer_address: Signer | None = None
     active: Flag | None = None
@@ -47,7 +62,7 @@ class UserChange(BaseModel):
 def _refused(exc: AccountError) -> ApiError:
     if exc.code == "user_not_found":
         return not_found(str(exc).removesuffix(" does not exist"))
-    status_code = 409 if exc.code == "user_exists" else 422
+    status_code = 409 if exc.code in {"user_exists", "last_admin"} else 422
     return ApiError(status_code, exc.code, str(exc), field=exc.field)
 
 
@@ -82,14 +97,27 @@ def get_one_user(username: Username, conn: Conn, admin: Admin) -> UserOut:
     return UserOut.of(user)
 
 
-@router.put("/{username}", responses=error_responses(401, 403, 404, 422))
+@router.put("/{username}", responses=error_responses(401, 403, 404, 409, 422))
 def change_user(username: Username, body: UserChange, conn: Conn, admin: Admin) -> UserOut:
-    """Change a user's role, sites, signing key, password, name or active flag."""
+    """Change a user's role, sites, signing key, password, name or active flag. A new
+    password or a deactivation ends every token the user holds."""
     try:
         user = update_user(
             conn, username, role=body.role, sites=body.sites, password=body.password,
             full_name=body.full_name, signer_address=body.signer_address, active=body.active,
         )  # fmt: skip
+    except AccountError as exc:
+        raise _refused(exc) from exc
+    conn.commit()
+    return UserOut.of(user)
+
+
+@router.post("/{username}/revoke-tokens", responses=error_responses(401, 403, 404, 422))
+def revoke_user_tokens(username: Username, conn: Conn, admin: Admin) -> UserOut:
+    """End every token the user holds now (a lost phone, a leaked script token); tokens
+    issued afterwards work."""
+    try:
+        user = revoke_tokens(conn, username)
     except AccountError as exc:
         raise _refused(exc) from exc
     conn.commit()

@@ -69,3 +69,33 @@ def test_a_token_without_a_subject_is_refused() -> None:
     token = jwt.encode(claims, SECRET, algorithm="HS256")
     with pytest.raises(TokenError):
         read_token(token, secret=SECRET)
+
+
+def test_a_token_longer_than_thirty_days_is_not_issued() -> None:
+    with pytest.raises(ValueError, match="30 days"):
+        issue_token("crew-1", secret=SECRET, now=NOW, ttl_s=3650 * 86400)
+
+
+def test_a_token_signed_for_ten_years_is_refused() -> None:
+    now = dt.datetime.now(dt.UTC)
+    claims = {"sub": "admin", "iss": "liftledger", "iat": int(now.timestamp()),
+              "exp": int(now.timestamp()) + 3650 * 86400, "ver": 0}  # fmt: skip
+    with pytest.raises(TokenError, match="longer than 30 days"):
+        read_token(jwt.encode(claims, SECRET, algorithm="HS256"), secret=SECRET)
+
+
+@pytest.mark.parametrize("exp", [2**62, 10**30, 1e300, -(2**62)])
+def test_a_token_with_an_absurd_expiry_is_a_token_error(exp: float) -> None:
+    claims = {"sub": "admin", "iss": "liftledger", "iat": 0, "exp": exp, "ver": 0}
+    with pytest.raises(TokenError):
+        read_token(jwt.encode(claims, SECRET, algorithm="HS256"), secret=SECRET)
+
+
+def test_a_token_names_its_version_and_one_without_a_version_is_refused() -> None:
+    now = dt.datetime.now(dt.UTC)
+    token = issue_token("crew-1", secret=SECRET, now=now, version=7)
+    assert read_token(token, secret=SECRET).version == 7
+    claims = {"sub": "crew-1", "iss": "liftledger", "iat": int(now.timestamp()),
+              "exp": int(now.timestamp()) + 60}  # fmt: skip
+    with pytest.raises(TokenError):
+        read_token(jwt.encode(claims, SECRET, algorithm="HS256"), secret=SECRET)

@@ -70,3 +70,21 @@ def test_fault_name_literal_lists_every_fault_type_in_table_order() -> None:
     from core.faults import FAULT_TYPES, FaultName  # noqa: PLC0415
 
     assert get_args(FaultName) == tuple(fault.name for fault in FAULT_TYPES)
+
+
+def test_every_default_threshold_lies_within_its_documented_range() -> None:
+    from core.faults import DEFAULT_THRESHOLDS, THRESHOLD_RANGES  # noqa: PLC0415
+
+    assert set(THRESHOLD_RANGES) == set(DEFAULT_THRESHOLDS)
+    for name, value in DEFAULT_THRESHOLDS.items():
+        low, high = THRESHOLD_RANGES[name]
+        assert low <= value <= high, name
+
+
+@pytest.mark.parametrize("value", [1e18, -1.0, float("nan"), float("inf"), True, "300"])
+def test_an_escalation_threshold_outside_its_range_is_named(value: object) -> None:
+    from core.faults import threshold_out_of_range  # noqa: PLC0415
+
+    found = threshold_out_of_range({"escalate_ack_s": value})
+    assert found is not None
+    assert found[0] == "escalate_ack_s"

@@ -66,3 +66,31 @@ def test_missing_column_is_refused() -> None:
 def test_empty_file_is_refused() -> None:
     with pytest.raises(RegistryError, match="no elevators"):
         _parse()
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("e1,s1,B,1,6,1e6,630", r"rated_speed_mps must lie between 0\.05 and 25"),
+        ("e1,s1,B,1,6,1.0,1e12", "rated_load_kg must lie between 50 and 50000"),
+        ("e1,s1,B,1,6,nan,630", "rated_speed_mps and rated_load_kg must be > 0"),
+        ("e1,s1,B,1,6,inf,630", "rated_speed_mps must lie between"),
+        ("e1,s1,B,-1000,6,1.0,630", "lowest_floor must lie between -20 and 300"),
+        ("e1,s1,B,1,100000,1.0,630", "highest_floor must lie between -20 and 300"),
+    ],
+)
+def test_a_registry_number_outside_its_range_is_refused_by_name(row: str, message: str) -> None:
+    with pytest.raises(RegistryError, match=f"line 2: {message}"):
+        _parse(row)
+
+
+def test_a_threshold_outside_its_range_is_refused_by_name() -> None:
+    header = HEADER + ",thresholds"
+    with pytest.raises(RegistryError, match="threshold escalate_ack_s must lie between 10 and"):
+        _parse('e1,s1,B,1,6,1.0,630,"{""escalate_ack_s"": 1e18}"', header=header)
+
+
+def test_a_measure_outside_its_range_is_refused_by_name() -> None:
+    header = HEADER + ",acceleration_mps2"
+    with pytest.raises(RegistryError, match=r"acceleration_mps2 must lie between 0\.05 and 5"):
+        _parse("e1,s1,B,1,6,1.0,630,1000", header=header)

@@ -22,19 +22,22 @@ import uvicorn
 from accounts.tokens import issue_token
 from accounts.users import create_user
 from api.app import create_app
+from api.service import server_config
 from core.faults import FAULT_TYPES
 from core.settings import Settings, load_settings
 from tests.integration.cli_helpers import free_port
 
 
 @contextmanager
-def running_api(stack_settings: Settings, database_url: str) -> Iterator[str]:
-    """Serve the API on the test database; yields its base URL."""
-    settings = load_settings(database_url=database_url)
+def running_api(stack_settings: Settings, database_url: str, **overrides: Any) -> Iterator[str]:
+    """Serve the API on the test database, configured as `liftledger api` serves it (with
+    setting `overrides`); yields its base URL."""
+    settings = load_settings(database_url=database_url, **overrides)
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    config = server_config(
+        create_app(settings), settings, host="127.0.0.1", port=port, log_level="warning",
+        lifespan="on",
+    )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
     thread.start()

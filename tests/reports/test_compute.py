@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import math
 from collections.abc import Hashable
 from typing import Any
@@ -686,3 +688,18 @@ def test_csv_has_a_header_iso_times_and_empty_cells_for_missing() -> None:
         "e1,2025-03-01T01:00:00+00:00,12.3,0.123457,3,true,late\n"
         "e2,,,1.0,0,false,\n"
     )
+
+
+@pytest.mark.parametrize(
+    "text", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+)
+def test_a_csv_text_cell_that_a_spreadsheet_would_run_as_a_formula_is_escaped(text: str) -> None:
+    from reports.compute import Report  # noqa: PLC0415
+
+    at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    table = pd.DataFrame({"building": [text, "Bldg 1"], "downtime_s": [-0.5, 12.0]})
+    report = Report(name="x", period_start=at, period_end=at, generated_at=at, table=table)
+    rows = list(csv.reader(io.StringIO(report.to_csv(), newline="")))
+    assert rows[1][0] == "'" + text
+    assert rows[2][0] == "Bldg 1"
+    assert rows[1][1] == "-0.5"  # numbers stay numbers
