@@ -129,6 +129,8 @@ class User(Base):
             "signer_address IS NULL OR signer_address ~ '^0x[0-9a-fA-F]{40}$'",
             name="signer_address_format",
         ),
+        # One signing key belongs to one user at most, whatever the letter case.
+        sa.Index("ux_users_signer_address", sa.func.lower(sa.text("signer_address")), unique=True),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
@@ -393,6 +395,9 @@ class MaintenanceRecord(Base):
             "kind IN ('routine', 'repair', 'inspection', 'rescue', 'other')", name="kind"
         ),
         sa.CheckConstraint("signed = (signature IS NOT NULL)", name="signed_iff_signature"),
+        sa.CheckConstraint("nonce IS NULL OR octet_length(nonce) = 32", name="nonce_len"),
+        # The nonce inside a signature: the same signed record cannot be filed twice.
+        sa.Index("ux_maintenance_records_signer_nonce", "signer_address", "nonce", unique=True),
         sa.Index(
             "ix_maintenance_records_elevator_performed",
             "elevator_id",
@@ -409,6 +414,7 @@ class MaintenanceRecord(Base):
     details: Mapped[dict[str, Any]] = mapped_column(server_default=_empty_json())
     signature: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     signer_address: Mapped[str | None] = mapped_column(sa.Text)
+    nonce: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     signed: Mapped[bool] = mapped_column(server_default=sa.false())
     corrects_id: Mapped[int | None] = mapped_column(sa.ForeignKey("maintenance_records.id"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())

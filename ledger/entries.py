@@ -11,7 +11,10 @@ name *which* seq was changed, removed, moved or inserted.
 
 Appending is serialised by a transaction-level advisory lock, so `seq` is dense (no gaps from
 rolled-back transactions) and entries become visible in `seq` order: a reader that has seen
-seq N has seen everything before it, which the notifier and the anchorer rely on.
+seq N has seen everything before it, which the notifier and the anchorer rely on. The
+database holds every writer to the same rule: a trigger (migration 0007) takes the same lock
+and refuses an INSERT whose seq is not the next one, whose `prev` is not the previous leaf
+hash, or whose leaf hash is not derived from its content hash.
 """
 
 from __future__ import annotations

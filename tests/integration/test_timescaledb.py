@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Base
 from core.registry import SAMPLE_REGISTRY, elevator_topics, import_registry
+from ledger.entries import content_hash, entry_bytes, leaf_hash
 
 T0 = dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC)
 
@@ -83,15 +84,27 @@ def test_per_elevator_time_range_query_uses_the_unique_index(db_session: Session
     assert "elevator_time_boot_seq" in plan
 
 
-def test_ledger_entries_refuse_update_delete_and_truncate(db_session: Session) -> None:
-    seq = db_session.execute(
+def _append_entry(session: Session) -> int:
+    """Append one well-formed entry (the next seq, linked to the last one)."""
+    last = session.execute(
+        sa.text("SELECT seq, leaf_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+    ).first()
+    seq = int(last[0]) + 1 if last else 0
+    canonical = entry_bytes("maintenance_record", {}, "00", prev=bytes(last[1]) if last else b"")
+    digest = content_hash(canonical)
+    session.execute(
         sa.text(
             "INSERT INTO ledger_entries (seq, kind, source_table, source_id, canonical, "
-            "content_hash, leaf_hash) SELECT coalesce(max(seq), -1) + 1, 'maintenance_record', "
-            "'maintenance_records', 1, 'x', :h, :h FROM ledger_entries RETURNING seq"
+            "content_hash, leaf_hash) VALUES (:seq, 'maintenance_record', "
+            "'maintenance_records', 1, :c, :h, :l)"
         ),
-        {"h": b"\x00" * 32},
-    ).scalar_one()
+        {"seq": seq, "c": canonical, "h": digest, "l": leaf_hash(digest)},
+    )
+    return seq
+
+
+def test_ledger_entries_refuse_update_delete_and_truncate(db_session: Session) -> None:
+    seq = _append_entry(db_session)
     for statement in (
         "UPDATE ledger_entries SET kind = 'forged'",
         "DELETE FROM ledger_entries",
