@@ -126,6 +126,25 @@ def _check_signer(address: str | None) -> None:
         )
 
 
+def _check_signer_free(
+    conn: psycopg.Connection[Any], address: str | None, user_id: int | None
+) -> None:
+    """A signing key belongs to one user at most (unique index `ux_users_signer_address`)."""
+    if address is None:
+        return
+    row = conn.execute(
+        "SELECT username FROM users WHERE lower(signer_address) = lower(%s) AND id <> %s",
+        (address, user_id if user_id is not None else -1),
+    ).fetchone()
+    if row is not None:
+        raise AccountError(
+            f"signer {address} is already registered to {row[0]}: a signing key belongs to "
+            "one user only",
+            code="signer_taken",
+            field="signer_address",
+        )
+
+
 def _set_sites(conn: psycopg.Connection[Any], user_id: int, sites: Collection[str]) -> None:
     wanted = sorted(set(sites))
     if wanted:
@@ -202,6 +221,7 @@ def create_user(
         _check_password(password, username)
     if role == "crew" and not sites:
         raise AccountError("a crew member needs at least one site", code="no_sites", field="sites")
+    _check_signer_free(conn, signer_address, None)
     row = conn.execute(
         "INSERT INTO users (username, full_name, role, password_hash, signer_address) "
         "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (username) DO NOTHING RETURNING id",
@@ -243,6 +263,7 @@ def update_user(
         raise AccountError("a crew member needs at least one site", code="no_sites", field="sites")
     if user.role == "admin" and user.active and (new_role != "admin" or active is False):
         _keep_an_admin(conn, user)
+    _check_signer_free(conn, signer_address, user.id)
     # A new password or a deactivation ends every token issued before.
     revoke = password is not None or (active is False and user.active)
     conn.execute(

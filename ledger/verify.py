@@ -126,7 +126,7 @@ SELECT e.seq, e.kind, e.source_table, e.source_id, e.canonical, e.content_hash, 
             THEN floor(extract(epoch FROM m.performed_at))::bigint END AS mr_performed_at,
        m.performed_by AS mr_performed_by, m.summary AS mr_summary,
        m.details::text AS mr_details, m.signed AS mr_signed, m.signature AS mr_signature,
-       m.corrects_id AS mr_corrects_id
+       m.corrects_id AS mr_corrects_id, m.nonce AS mr_nonce
 FROM ledger_entries e
 LEFT JOIN alert_events ae ON e.source_table = 'alert_events' AND ae.id = e.source_id
 LEFT JOIN alerts a ON a.id = ae.alert_id
@@ -195,6 +195,7 @@ def _record_problem(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | No
         "signed": row["mr_signed"],
         "signature": bytes(signature).hex() if signature is not None else None,
         "corrects_id": row["mr_corrects_id"],
+        "nonce": bytes(row["mr_nonce"]).hex() if row["mr_nonce"] is not None else None,
     }
     changed = sorted(name for name, value in expected.items() if body.get(name) != value)
     if changed:
@@ -221,6 +222,7 @@ def signature_problem(
             summary=row["mr_summary"],
             details=decode_object(row["mr_details"]),
             corrects_id=row["mr_corrects_id"],
+            nonce=bytes(row["mr_nonce"]) if row["mr_nonce"] is not None else None,
         )
         signer = recover_signer(record, bytes(signature), domain)
     except MaintenanceRecordError as exc:

@@ -50,7 +50,13 @@ class RecordIn(BaseModel):
     signature: str | None = Field(
         default=None,
         pattern=r"^(0x)?[0-9a-fA-F]{130}$",
-        description="EIP-712 signature (65 bytes, hex) by the crew member's registered key",
+        description="EIP-712 signature (65 bytes, hex, low s) by the crew member's registered key",
+    )
+    nonce: str | None = Field(
+        default=None,
+        pattern=r"^(0x)?[0-9a-fA-F]{64}$",
+        description="The 32 random bytes (hex) signed with the record; a signed record needs "
+        "one, and a signer's nonce is accepted once",
     )
 
     @field_validator("performed_at")
@@ -89,8 +95,9 @@ def _record(conn: Conn, record_id: int) -> RecordOut:
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 403, 404, 422, 503)
-)
+    "", status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)  # fmt: skip
 def file_maintenance(body: RecordIn, conn: Conn, context: Context, user: CrewMember) -> RecordOut:
     """File a record for an elevator of your sites; a signed one is verified on receipt."""
     require_site(user, elevator_site(conn, body.elevator_id), f"elevator {body.elevator_id}")
@@ -105,6 +112,7 @@ def file_maintenance(body: RecordIn, conn: Conn, context: Context, user: CrewMem
     record = MaintenanceRecordInput(
         elevator_id=body.elevator_id, kind=body.kind, performed_at=body.performed_at,
         summary=body.summary, details=body.details, corrects_id=body.corrects_id,
+        nonce=bytes.fromhex(body.nonce.removeprefix("0x")) if body.nonce else None,
     )  # fmt: skip
     signature = bytes.fromhex(body.signature.removeprefix("0x")) if body.signature else None
     domain = None
@@ -115,7 +123,10 @@ def file_maintenance(body: RecordIn, conn: Conn, context: Context, user: CrewMem
             conn, record, performed_by=user.id, signature=signature, domain=domain
         )
     except MaintenanceRecordError as exc:
-        raise ApiError(422, exc.code, str(exc), field="signature") from exc
+        status_code = 409 if exc.code == "duplicate_record" else 422
+        nonce_codes = {"no_nonce", "bad_nonce", "duplicate_record"}
+        field = "nonce" if exc.code in nonce_codes else "signature"
+        raise ApiError(status_code, exc.code, str(exc), field=field) from exc
     conn.commit()
     return _record(conn, record_id)
 

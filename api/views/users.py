@@ -1,7 +1,7 @@
 """User management (admins): list, add, change role, sites, signing key or password, and
 revoke a user's tokens. A password must pass `accounts.password_policy` (422
 `weak_password`); the last active admin cannot be demoted or deactivated (409
-`last_admin`)."""
+`last_admin`); a signing key belongs to one user only (409 `signer_taken`)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class UserChange(BaseModel):
 def _refused(exc: AccountError) -> ApiError:
     if exc.code == "user_not_found":
         return not_found(str(exc).removesuffix(" does not exist"))
-    status_code = 409 if exc.code in {"user_exists", "last_admin"} else 422
+    status_code = 409 if exc.code in {"user_exists", "last_admin", "signer_taken"} else 422
     return ApiError(status_code, exc.code, str(exc), field=exc.field)
 
 

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from core.settings import Settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
 from ledger.deploy import deploy_contract
-from maintenance.records import MaintenanceRecordInput, SigningDomain, sign_record
+from maintenance.records import MaintenanceRecordInput, SigningDomain, new_nonce, sign_record
 from tests.integration.api_helpers import (
     Person,
     add_alert,
@@ -169,11 +170,12 @@ def _record_body(setup: Setup, **changes: Any) -> dict[str, Any]:
 def test_a_signed_record_is_verified_on_receipt_and_its_entry_verifies_on_chain(
     setup: Setup, stack_settings: Settings
 ) -> None:
-    body = _record_body(setup)
+    nonce = new_nonce()
+    body = _record_body(setup) | {"nonce": nonce.hex()}
     record = MaintenanceRecordInput(
         elevator_id=setup.elevator, kind="routine",
         performed_at=dt.datetime.fromisoformat(body["performed_at"]), summary=body["summary"],
-        details=body["details"],
+        details=body["details"], nonce=nonce,
     )  # fmt: skip
     domain = SigningDomain(setup.chain.chain_id(), str(setup.chain.address))
     signature = sign_record(setup.crew_key, record, domain)
@@ -203,6 +205,43 @@ def test_a_signed_record_is_verified_on_receipt_and_its_entry_verifies_on_chain(
     assert proof.json()["verified"] is True, proof.json()["problems"]
     assert proof.json()["signed"] is True
     assert proof.json()["content"]["signer"] == Account.from_key(setup.crew_key).address
+
+
+def test_a_signed_record_filed_again_is_refused_with_409(setup: Setup) -> None:
+    nonce = new_nonce()
+    body = _record_body(setup, summary="door contacts cleaned", nonce="0x" + nonce.hex())
+    record = MaintenanceRecordInput(
+        elevator_id=setup.elevator, kind="routine",
+        performed_at=dt.datetime.fromisoformat(body["performed_at"]), summary=body["summary"],
+        details=body["details"], nonce=nonce,
+    )  # fmt: skip
+    domain = SigningDomain(setup.chain.chain_id(), str(setup.chain.address))
+    body["signature"] = sign_record(setup.crew_key, record, domain).hex()
+    filed = setup.http.post("/api/v1/maintenance", headers=setup.crew.headers, json=body)
+    assert filed.status_code == 201, filed.text
+    again = setup.http.post("/api/v1/maintenance", headers=setup.crew.headers, json=body)
+    assert again.status_code == 409, again.text
+    assert (again.json()["code"], again.json()["field"]) == ("duplicate_record", "nonce")
+    unsigned_nonce = setup.http.post("/api/v1/maintenance", headers=setup.crew.headers,
+                                     json=body | {"nonce": None})  # fmt: skip
+    assert (unsigned_nonce.status_code, unsigned_nonce.json()["code"]) == (422, "no_nonce")
+
+
+def test_a_signing_key_of_another_user_is_refused_with_409(setup: Setup) -> None:
+    taken = Account.from_key(setup.crew_key).address
+    added = setup.http.post(
+        "/api/v1/users", headers=setup.admin.headers,
+        json={"username": f"twin-{uuid.uuid4().hex[:8]}", "role": "supervisor",
+              "signer_address": taken.lower()},
+    )  # fmt: skip
+    assert added.status_code == 409, added.text
+    assert (added.json()["code"], added.json()["field"]) == ("signer_taken", "signer_address")
+    changed = setup.http.put(
+        f"/api/v1/users/{setup.supervisor.username}", headers=setup.admin.headers,
+        json={"signer_address": taken},
+    )  # fmt: skip
+    assert changed.status_code == 409, changed.text
+    assert setup.crew.username in changed.json()["message"]
 
 
 @pytest.mark.parametrize(
