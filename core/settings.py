@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=58000, ge=1, le=65535)
     pg_database: str = "liftledger"
     chain_id: int = Field(default=31337, ge=1)
+    # Blocks on top of an anchor's block before the anchorer calls it confirmed (docs/ledger.md);
+    # 0 suits chains whose blocks are final when mined (Anvil, QBFT).
+    chain_finality_depth: int = Field(default=0, ge=0, le=10_000)
 
     db_password: SecretStr | None = None
     jwt_secret: SecretStr | None = None

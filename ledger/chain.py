@@ -121,6 +121,10 @@ class ChainClient:
             self._chain_id = int(self._call("eth_chainId", lambda: self.w3.eth.chain_id))
         return self._chain_id
 
+    def block_number(self) -> int:
+        """The number of the chain's latest block."""
+        return int(self._call("eth_blockNumber", lambda: self.w3.eth.block_number))
+
     def head(self) -> tuple[int, bytes]:
         """The contract's latest (treeSize, root)."""
         contract = self._contract()

@@ -454,7 +454,11 @@ def cmd_anchorer(args: argparse.Namespace, settings: Settings) -> int:
 
     with _database_connection(settings) as conn:
         chain = _chain_for(conn, settings.resolved_chain_url(), None)
-    config = AnchorerConfig(batch_s=args.batch_seconds, batch_entries=args.batch_entries)
+    config = AnchorerConfig(
+        batch_s=args.batch_seconds,
+        batch_entries=args.batch_entries,
+        finality_depth=settings.chain_finality_depth,
+    )
     anchorer = Anchorer(
         conninfo=libpq_url(settings.resolved_database_url()),
         chain=chain,
