@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 from alerts.detector import STREAM_TYPES, AlertSignal, ElevatorDetector
 from alerts.rules import ElevatorLimits, Finding, Reading
 from alerts.store import AlertEventRecord, apply_signal, record_in_ledger
-from core.faults import Severity, resolve_thresholds
+from core.faults import DEFAULT_THRESHOLDS, Severity, resolve_thresholds
 from core.protocol import TelemetrySample
 from ingest.validate import Event, Rejected, Sample, Status
 
@@ -219,10 +219,13 @@ class DetectionEngine:
             end = latest.get(row["elevator_id"], t_s)
             if detector is None or t_s < end - REPLAY_WINDOW_S:
                 continue
-            if kind == 0:
-                detector.on_sample(_reading_of_row(row), row["received_at"])
-            else:
-                detector.on_event(row["type"], row["body"], t_s, row["received_at"])
+            try:
+                if kind == 0:
+                    detector.on_sample(_reading_of_row(row), row["received_at"])
+                else:
+                    detector.on_event(row["type"], row["body"], t_s, row["received_at"])
+            except Exception:  # a stored row a detector cannot take must not stop the rebuild
+                log.exception("replay skipped a stored message of %s", row["elevator_id"])
 
     def _load_limits(self, conn: psycopg.Connection[Any]) -> None:
         with conn.cursor(row_factory=dict_row) as cur:
@@ -306,7 +309,21 @@ class DetectionEngine:
         events: list[AlertEventRecord] = []
         for signal in signals:
             thresholds = self.detectors[signal.elevator].limits.thresholds
-            event = apply_signal(conn, signal, thresholds)
+            try:
+                with conn.transaction():  # a savepoint: a failed signal leaves nothing behind
+                    event = apply_signal(conn, signal, thresholds)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except Exception:
+                # A stored threshold this code cannot use (say a deadline past year 9999) must
+                # not swallow the alarm: raise it with the default thresholds instead.
+                log.exception(
+                    "alert %s of %s failed with its thresholds; applied with the defaults",
+                    signal.type,
+                    signal.elevator,
+                )
+                with conn.transaction():
+                    event = apply_signal(conn, signal, DEFAULT_THRESHOLDS)
             if event is not None:
                 events.append(event)
         record_in_ledger(conn, events)

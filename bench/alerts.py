@@ -212,12 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - one linea
     registered = stack.registered_elevators(settings)
     stack.sync_broker_auth(settings, [*registered, *((s.site, s.elevator) for s in specs)])
     time.sleep(1.0)
-    run = f"{int(time.time())}"
-    collector_id = f"bench-alerts-collector-{run}"
+    collector_id = COLLECTOR_USERNAME  # the broker binds client id to account
     _open_collector_session(settings, collector_id, {s.site for s in specs})
     logs = Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108 - logs for a failing run
     collector_log = logs / "bench-alerts-collector.log"
-    collector = _spawn(["collector", "--client-id", collector_id], database_url, collector_log)
+    collector = _spawn(["collector"], database_url, collector_log)
     notifier = _spawn(["notifier"], database_url, logs / "bench-alerts-notifier.log")
     mqtt_arrivals, feed_arrivals = Arrivals(), Arrivals()
     watcher = _watch_mqtt(settings, mqtt_arrivals)

@@ -39,7 +39,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.common import fresh_database
-from core.credentials import COLLECTOR_USERNAME, device_credentials, service_credentials
+from core.credentials import (
+    COLLECTOR_USERNAME,
+    MONITOR_USERNAME,
+    collector_username,
+    device_credentials,
+    service_credentials,
+)
 from core.db import libpq_url
 from core.settings import Settings, load_settings
 from liftledger import stack
@@ -63,7 +69,8 @@ def _sample(seq: int, ts: str) -> bytes:
 
 
 def _client(settings: Settings, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
-    creds = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+    # The broker binds client ids to accounts: each consumer's id is its account.
+    creds = service_credentials(settings.secret("mqtt_secret"), client_id)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
@@ -200,7 +207,9 @@ def liftledger_collector(
     """(c) the real collector process; returns committed msg/s."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIFTLEDGER_DATABASE_URL")}
     env["LIFTLEDGER_DATABASE_URL"] = database_url
-    command = [sys.executable, "-m", "liftledger", "collector", "--client-id", client_id]
+    if client_id != COLLECTOR_USERNAME:
+        raise SystemExit("the collector process uses its partition's account")
+    command = [sys.executable, "-m", "liftledger", "collector"]
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         process = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
         launched = time.perf_counter()
@@ -261,8 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     registered = stack.registered_elevators(settings)
     stack.sync_broker_auth(settings, [*registered, *((SITE, e) for e in DEVICES)])
     time.sleep(1.0)
-    run = f"{int(time.time())}"
-    ids = {name: f"bench-{name}-{run}" for name in ("bare", "naive", "collector")}
+    # Three reading accounts, each with its own queued session; the naive consumer borrows a
+    # collector account of a layout that is not running.
+    ids = {
+        "bare": MONITOR_USERNAME,
+        "naive": collector_username(1, 2),
+        "collector": COLLECTOR_USERNAME,
+    }
     try:
         for client_id in ids.values():
             _open_session(settings, client_id)

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     api_sign_in_address_failures: int = Field(default=20, ge=1, le=100_000)
     api_sign_in_backoff_s: float = Field(default=30.0, gt=0, le=86_400)
     api_sign_in_backoff_max_s: float = Field(default=900.0, gt=0, le=86_400)
+    # Device times older than this are dead-lettered as `stale_timestamp` (docs/ingest.md).
+    stale_timestamp_s: float = Field(default=7 * 86_400.0, ge=3_600.0, le=400 * 86_400.0)
+    # Dead letters older than this are deleted by the collectors (docs/ingest.md).
+    dead_letter_retention_days: int = Field(default=30, ge=1, le=3_650)
 
     @field_validator("database_url")
     @classmethod

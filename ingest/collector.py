@@ -27,7 +27,16 @@ from typing import Protocol
 from core.protocol import DEVICE_TOPIC_KINDS, TOPIC_PREFIX
 from ingest.metrics import CollectorMetrics
 from ingest.subscriber import ReceivedMessage
-from ingest.validate import Event, Outcome, Rejected, Sample, Status, validate
+from ingest.validate import (
+    DEFAULT_MAX_AGE_S,
+    Event,
+    Outcome,
+    Rejected,
+    Sample,
+    Status,
+    unprocessable,
+    validate,
+)
 from ingest.writer import Batch, DatabaseUnavailable, WriteResult
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,9 @@ class CollectorConfig:
     retry_max_s: float = 5.0
     tick_interval_s: float = 1.0
     silence_grace_s: float = 30.0
+    max_age_s: float = DEFAULT_MAX_AGE_S  # older device times are `stale_timestamp`
+    dead_letter_retention_s: float = 30 * 86_400.0
+    retention_interval_s: float = 3_600.0
 
 
 class MessageSource(Protocol):
@@ -74,6 +86,9 @@ class BatchSink(Protocol):
 
     def tick(self) -> int:
         """Run time-driven detection (silence); returns alert events written."""
+
+    def purge_dead_letters(self, older_than_s: float) -> int:
+        """Delete dead letters received more than `older_than_s` ago; returns how many."""
 
 
 def in_partition(site: str, partition: int, partitions: int) -> bool:
@@ -166,12 +181,16 @@ class Collector:
         """Collect until `stop` is set; each batch is committed, then acknowledged."""
         config = self._config
         next_tick = self._clock() + config.tick_interval_s
+        next_purge = self._clock()
         while not stop.is_set():
             self._registry.refresh_if_stale()
             self._metrics.queued.set(source.queued())
             if self._clock() >= next_tick:
                 self._tick()
                 next_tick = self._clock() + config.tick_interval_s
+            if self._clock() >= next_purge:
+                self._purge()
+                next_purge = self._clock() + config.retention_interval_s
             pending = source.take(config.batch_max, config.batch_interval_s)
             if not pending:
                 continue
@@ -195,13 +214,30 @@ class Collector:
         except Exception:  # a failing check must not stop ingestion; it is retried next tick
             log.exception("time-driven detection failed")
 
+    def _purge(self) -> None:
+        try:
+            purged = self._sink.purge_dead_letters(self._config.dead_letter_retention_s)
+        except DatabaseUnavailable as exc:
+            log.debug("dead-letter retention skipped: %s", exc)
+            return
+        except Exception:  # retention must not stop ingestion; it runs again next interval
+            log.exception("dead-letter retention failed")
+            return
+        if purged:
+            log.info("deleted %d dead letters past their retention", purged)
+
     def _validate_one(self, message: ReceivedMessage) -> Outcome:
-        return validate(
-            message.topic,
-            message.payload,
-            received_at=message.received_at,
-            sites_by_elevator=self._registry.sites_by_elevator,
-        )
+        try:
+            return validate(
+                message.topic,
+                message.payload,
+                received_at=message.received_at,
+                sites_by_elevator=self._registry.sites_by_elevator,
+                max_age_s=self._config.max_age_s,
+            )
+        except Exception as exc:  # validation is meant never to raise; if it does, contain it
+            log.exception("validation raised on a message on %s", message.topic[:200])
+            return unprocessable(message.topic, message.payload, message.received_at, exc, None)
 
     def validate(self, messages: Sequence[ReceivedMessage]) -> Batch:
         """Sort messages into samples, events, statuses and dead letters."""

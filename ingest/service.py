@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from prometheus_client import start_http_server
 
 from alerts.engine import DetectionEngine
-from core.credentials import COLLECTOR_USERNAME, service_credentials
+from core.credentials import collector_username, service_credentials
 from core.db import create_engine_from_url, libpq_url, session_factory
 from core.models import Elevator
 from core.settings import Settings
@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def client_id(config: CollectorConfig) -> str:
-    """The MQTT client id, stable per partition so the broker keeps its session."""
-    return f"liftledger-collector-{config.partition}-of-{config.partitions}"
+    """The MQTT account and client id (the broker binds one to the other) of a partition."""
+    return collector_username(config.partition, config.partitions)
 
 
 def run_collector(
@@ -38,7 +38,7 @@ def run_collector(
     *,
     stop: threading.Event,
     metrics_port: int | None = None,
-    mqtt_client_id: str | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     """Run one collector until `stop` is set."""
     engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
@@ -51,7 +51,7 @@ def run_collector(
 
     metrics = CollectorMetrics()
     if metrics_port is not None:
-        start_http_server(metrics_port, registry=metrics.registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
     registry = RegistryCache(
         load_registry,
         refresh_s=config.registry_refresh_s,
@@ -70,8 +70,8 @@ def run_collector(
             # before any elevator is judged silent.
             detection.defer_silence(config.silence_grace_s)
 
-    creds = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
-    mqtt_client_id = mqtt_client_id or client_id(config)
+    mqtt_client_id = client_id(config)
+    creds = service_credentials(settings.secret("mqtt_secret"), mqtt_client_id)
     subscriber = CollectorSubscriber(
         mqtt_url=settings.resolved_mqtt_url(),
         username=creds.username,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -45,6 +47,17 @@ _RANGES: Final[dict[str, tuple[float, float]]] = {
     "level_mm": (-5000.0, 5000.0),
 }
 MAX_BOOT_LENGTH: Final = 64
+# Protocol payloads are flat objects; extra fields may nest a little. A bound far below the
+# decoder's and the JSON encoder's recursion limits keeps a hostile payload from raising
+# RecursionError (or worse, exhausting the C stack) anywhere downstream.
+MAX_JSON_DEPTH: Final = 16
+# How much of a payload over the size limit is kept in its dead letter (with size and hash).
+OVERSIZED_PREFIX_BYTES: Final = 1024
+# Device time older than this (default) is a `stale_timestamp`: one device must not make the
+# hypertable create a chunk per message by sending dates from long ago (docs/ingest.md).
+DEFAULT_MAX_AGE_S: Final = 7 * 86_400.0
+# A JSON string (possibly unterminated, so that the scan stays linear) or a bracket.
+_JSON_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 MAX_SEQ: Final = 2**63 - 1  # bigint
 # Every elevator publishes on the same three topics over and over.
 _parse_topic = functools.lru_cache(maxsize=65_536)(parse_topic)
@@ -100,6 +113,60 @@ class Rejected:
     detail: str
     elevator: str | None
     received_at: dt.datetime
+    payload_size: int = -1  # bytes as received when `payload` is only a prefix
+    payload_sha256: bytes | None = None  # of the payload as received, when cut
+
+    @property
+    def size(self) -> int:
+        """Size of the payload as received."""
+        return self.payload_size if self.payload_size >= 0 else len(self.payload)
+
+    @property
+    def sha256(self) -> bytes:
+        """SHA-256 of the payload as received."""
+        if self.payload_sha256 is not None:
+            return self.payload_sha256
+        return hashlib.sha256(self.payload).digest()
+
+
+def unprocessable(
+    topic: str, payload: bytes, received_at: dt.datetime, exc: BaseException, elevator: str | None
+) -> Rejected:
+    """The dead letter of a message whose handling raised: the error is named, the batch goes on."""
+    detail = f"{type(exc).__name__}: {exc}"[:500]
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return Rejected(
+            topic,
+            payload[:OVERSIZED_PREFIX_BYTES],
+            "unprocessable",
+            detail,
+            elevator,
+            received_at,
+            len(payload),
+            hashlib.sha256(payload).digest(),
+        )
+    return Rejected(topic, payload, "unprocessable", detail, elevator, received_at)
+
+
+def json_depth_exceeds(payload: bytes, limit: int) -> bool:
+    """True when JSON `payload` nests arrays and objects more than `limit` deep.
+
+    A scan without recursion. The common case (no more brackets in the whole payload than the
+    limit) costs two `bytes.count` calls; otherwise one linear pass over strings and brackets,
+    where brackets inside strings do not count.
+    """
+    if payload.count(b"{") + payload.count(b"[") <= limit:
+        return False
+    depth = 0
+    for match in _JSON_TOKEN.finditer(payload):
+        token = match[0]
+        if token in (b"{", b"["):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"}", b"]"):
+            depth -= 1
+    return False
 
 
 Outcome = Sample | Event | Status | Rejected
@@ -148,12 +215,13 @@ def _envelope_error(boot: str, seq: int, version: int) -> str | None:
     return None
 
 
-def validate(  # noqa: PLR0911 - one early return per rejection reason
+def validate(  # noqa: PLR0911, PLR0912 - one early return per rejection reason
     topic: str,
     payload: bytes,
     *,
     received_at: dt.datetime,
     sites_by_elevator: Mapping[str, str],
+    max_age_s: float = DEFAULT_MAX_AGE_S,
 ) -> Outcome:
     """Classify one message; never raises for bad input."""
 
@@ -165,16 +233,30 @@ def validate(  # noqa: PLR0911 - one early return per rejection reason
         return reject("bad_topic", "topic is not lift/v1/{site}/{elevator}/telemetry|event|status")
     elevator = parsed.elevator
     if len(payload) > MAX_PAYLOAD_BYTES:
-        return reject("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}", elevator)
+        # Only a prefix is kept: a device must not fill the database with megabyte payloads.
+        return Rejected(
+            topic,
+            payload[:OVERSIZED_PREFIX_BYTES],
+            "too_large",
+            f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}; first {OVERSIZED_PREFIX_BYTES} kept",
+            elevator,
+            received_at,
+            len(payload),
+            hashlib.sha256(payload).digest(),
+        )
     site = sites_by_elevator.get(elevator)
     if site is None:
         return reject("unknown_elevator", f"elevator {elevator} is not registered", elevator)
     if site != parsed.site:
         return reject("wrong_site", f"elevator {elevator} belongs to site {site}", elevator)
+    if json_depth_exceeds(payload, MAX_JSON_DEPTH):
+        return reject("too_deep", f"JSON nested more than {MAX_JSON_DEPTH} levels", elevator)
     try:
         raw = _decode_object(payload)
     except msgspec.DecodeError as exc:
         return reject("malformed_json", str(exc), elevator)
+    except UnicodeDecodeError as exc:
+        return reject("malformed_json", f"invalid UTF-8: {exc}", elevator)
     if b"\\u0000" in payload:
         # PostgreSQL text and jsonb cannot hold NUL characters.
         return reject("invalid_field", "NUL character (\\u0000) in a string", elevator)
@@ -183,9 +265,9 @@ def validate(  # noqa: PLR0911 - one early return per rejection reason
             status = msgspec.convert(raw, DeviceStatus)
             return Status(elevator, site, status.state == "online", received_at)
         if parsed.kind == "event":
-            outcome: Sample | Event | Problem = _event(raw, parsed, received_at, payload)
+            outcome: Sample | Event | Problem = _event(raw, parsed, received_at, payload, max_age_s)
         else:
-            outcome = _sample(raw, parsed, received_at, payload)
+            outcome = _sample(raw, parsed, received_at, payload, max_age_s)
     except msgspec.ValidationError as exc:
         return reject("invalid_field", str(exc), elevator)
     if isinstance(outcome, tuple):
@@ -193,16 +275,22 @@ def validate(  # noqa: PLR0911 - one early return per rejection reason
     return outcome
 
 
-def _device_time(ts: str, received_at: dt.datetime) -> dt.datetime | tuple[str, str]:
+def _device_time(
+    ts: str, received_at: dt.datetime, max_age_s: float
+) -> dt.datetime | tuple[str, str]:
     try:
         moment = parse_device_time(ts)
-    except ValueError as exc:
-        return ("invalid_field", f"ts {ts!r}: {exc}")
-    if (moment - received_at).total_seconds() > MAX_FUTURE_SKEW_S:
+    except (ValueError, OverflowError) as exc:
+        # An offset can push a valid local time past year 1 or 9999 (OverflowError).
+        return ("invalid_field", f"ts {ts[:64]!r}: {exc}")
+    ahead_s = (moment - received_at).total_seconds()
+    if ahead_s > MAX_FUTURE_SKEW_S:
         return (
             "future_timestamp",
             f"ts {ts} is more than {MAX_FUTURE_SKEW_S:.0f} s ahead of receive time",
         )
+    if -ahead_s > max_age_s:
+        return ("stale_timestamp", f"ts {ts} is more than {max_age_s:.0f} s before receive time")
     return moment
 
 
@@ -210,13 +298,13 @@ Problem = tuple[str, str]  # (reason, detail) of a rejection
 
 
 def _sample(
-    raw: dict[str, Any], topic: Topic, received_at: dt.datetime, payload: bytes
+    raw: dict[str, Any], topic: Topic, received_at: dt.datetime, payload: bytes, max_age_s: float
 ) -> Sample | Problem:
     sample = msgspec.convert(raw, TelemetrySample)
     problem = _envelope_error(sample.boot, sample.seq, sample.v) or _range_error(sample)
     if problem is not None:
         return ("out_of_range", problem)
-    moment = _device_time(sample.ts, received_at)
+    moment = _device_time(sample.ts, received_at, max_age_s)
     if isinstance(moment, tuple):
         return moment
     extra = None
@@ -237,13 +325,13 @@ def _valid_fault_code(code: object) -> bool:
 
 
 def _event(
-    raw: dict[str, Any], topic: Topic, received_at: dt.datetime, payload: bytes
+    raw: dict[str, Any], topic: Topic, received_at: dt.datetime, payload: bytes, max_age_s: float
 ) -> Event | Problem:
     event = msgspec.convert(raw, DeviceEvent)
     problem = _envelope_error(event.boot, event.seq, event.v)
     if problem is not None:
         return ("out_of_range", problem)
-    moment = _device_time(event.ts, received_at)
+    moment = _device_time(event.ts, received_at, max_age_s)
     if isinstance(moment, tuple):
         return moment
     body = {k: v for k, v in raw.items() if k not in EVENT_FIELDS}

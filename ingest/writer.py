@@ -16,6 +16,7 @@ acknowledges nothing meanwhile.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,7 +26,9 @@ import psycopg
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from ingest.validate import Event, Rejected, Sample, Status
+from ingest.validate import Event, Rejected, Sample, Status, unprocessable
+
+log = logging.getLogger(__name__)
 
 TELEMETRY_COLUMNS: Final = (
     "time", "received_at", "elevator_id", "boot", "seq", "floor", "pos_m", "speed_mps", "dir",
@@ -55,9 +58,17 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[], %s::timestamptz[], %s::
 ON CONFLICT (elevator_id, boot, seq) DO NOTHING RETURNING elevator_id, boot, seq
 """
 _INSERT_DEAD_LETTER: Final = (
-    "INSERT INTO dead_letters (received_at, topic, payload, reason, detail, elevator_id) "
-    "VALUES (%s, %s, %s, %s, %s, %s)"
+    "INSERT INTO dead_letters "
+    "(received_at, topic, payload, reason, detail, elevator_id, payload_size, payload_sha256) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
+_PURGE_CHUNK: Final = 10_000
+_PURGE_DEAD_LETTERS: Final = f"""
+DELETE FROM dead_letters WHERE id IN (
+    SELECT id FROM dead_letters WHERE received_at < now() - make_interval(secs => %s)
+    LIMIT {_PURGE_CHUNK}
+)
+"""  # noqa: S608 - a constant
 # Live status never moves backwards: an older sample (a redelivery) does not overwrite it.
 _UPSERT_SEEN: Final = """
 INSERT INTO elevator_status (elevator_id, last_seen, floor, mode, boot, last_seq)
@@ -136,6 +147,15 @@ def _row(sample: Sample) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _lost(conn: psycopg.Connection[Any]) -> bool:
+    """True when the connection is gone (so an error means the database, not the data)."""
+    return bool(conn.closed or conn.broken)
+
+
+def _size(batch: Batch) -> int:
+    return len(batch.samples) + len(batch.events) + len(batch.statuses) + len(batch.rejected)
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -203,6 +223,21 @@ class BatchWriter:
                 raise DatabaseUnavailable(_first_line(exc)) from exc
             raise
 
+    def purge_dead_letters(self, older_than_s: float) -> int:
+        """Delete dead letters older than `older_than_s`, in short transactions."""
+        conn = self._connection()
+        purged = 0
+        try:
+            while True:
+                with conn.transaction():
+                    deleted = conn.execute(_PURGE_DEAD_LETTERS, (older_than_s,)).rowcount
+                purged += deleted
+                if deleted < _PURGE_CHUNK:
+                    return purged
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+
     def _write_or_isolate(self, batch: Batch) -> WriteResult:
         conn = self._connection()
         try:
@@ -211,24 +246,99 @@ class BatchWriter:
             self.close()
             raise DatabaseUnavailable(_first_line(exc)) from exc
         except psycopg.Error as exc:
-            if conn.closed or conn.broken:
+            if _lost(conn):
                 self.close()
                 raise DatabaseUnavailable(_first_line(exc)) from exc
+        except Exception:
+            # Not the database's refusal but an error in our own handling of some message
+            # (a bug a hostile payload found): contain it to that message.
+            log.exception("a batch of %d messages failed; writing them one by one", _size(batch))
+            if self._detection is not None:
+                self._detection.invalidate()
+            return self._write_each(conn, batch)
         if self._detection is not None:
             self._detection.invalidate()
         # The database refused a value that passed validation: find it, dead-letter it, and
         # commit the rest, so one bad row never blocks the stream.
         try:
-            return self._write(conn, self._isolate_refused(conn, batch))
-        except psycopg.Error as exc:
+            isolated = self._isolate_refused(conn, batch)
+            return self._write(conn, isolated)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise DatabaseUnavailable(_first_line(exc)) from exc
-
-    def _write(self, conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
-        with conn.transaction():
+        except Exception as exc:
+            if _lost(conn):
+                self.close()
+                raise DatabaseUnavailable(_first_line(exc)) from exc
+            log.exception("an isolated batch still failed; writing it one by one")
             if self._detection is not None:
+                self._detection.invalidate()
+            return self._write_each(conn, batch)
+
+    def _write_each(self, conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
+        """The slow path after an unexpected error: each message in its own transaction.
+
+        A message whose storage or detection still raises is dead-lettered as `unprocessable`
+        with the error named; every other message is committed as usual, in order.
+        """
+        rejected = list(batch.rejected)
+        samples_inserted = samples_duplicate = events_inserted = alert_events = 0
+        singles = [Batch(samples=[s]) for s in batch.samples]
+        singles += [Batch(events=[e]) for e in batch.events]
+        for single in singles:
+            item: Sample | Event = single.samples[0] if single.samples else single.events[0]
+            try:
+                result = self._write(conn, single)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self.close()
+                raise DatabaseUnavailable(_first_line(exc)) from exc
+            except Exception as exc:
+                if _lost(conn):
+                    self.close()
+                    raise DatabaseUnavailable(_first_line(exc)) from exc
+                if self._detection is not None:
+                    self._detection.invalidate()
+                log.warning(
+                    "message on %s dead-lettered: %s: %s", item.topic, type(exc).__name__, exc
+                )
+                rejected.append(
+                    unprocessable(item.topic, item.payload, item.received_at, exc, item.elevator)
+                )
+                continue
+            samples_inserted += result.samples_inserted
+            samples_duplicate += result.samples_duplicate
+            events_inserted += result.events_inserted
+            alert_events += result.alert_events
+        rest = Batch(statuses=batch.statuses, rejected=rejected)
+        try:
+            alert_events += self._write(conn, rest).alert_events
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+        except Exception as exc:
+            if _lost(conn):
+                self.close()
+                raise DatabaseUnavailable(_first_line(exc)) from exc
+            log.exception("detection over statuses and dead letters failed; stored without it")
+            if self._detection is not None:
+                self._detection.invalidate()
+            self._write(conn, rest, detect=False)
+        return WriteResult(
+            samples_inserted=samples_inserted,
+            samples_duplicate=samples_duplicate,
+            events_inserted=events_inserted,
+            dead_letters=rejected,
+            alert_events=alert_events,
+        )
+
+    def _write(
+        self, conn: psycopg.Connection[Any], batch: Batch, *, detect: bool = True
+    ) -> WriteResult:
+        detection = self._detection if detect else None
+        with conn.transaction():
+            if detection is not None:
                 # A rebuild must read the database as it was before this batch.
-                self._detection.prepare(conn)
+                detection.prepare(conn)
             # A repeat inside the batch fails the COPY like any redelivery and is absorbed by
             # the fallback's ON CONFLICT DO NOTHING.
             samples = batch.samples
@@ -237,8 +347,8 @@ class BatchWriter:
             self._write_dead_letters(conn, batch.rejected)
             self._write_status(conn, samples, batch.statuses)
             alert_events: Sequence[object] = ()
-            if self._detection is not None:
-                alert_events = self._detection.process(
+            if detection is not None:
+                alert_events = detection.process(
                     conn, new_samples, new_events, batch.statuses, batch.rejected
                 )
         return WriteResult(
@@ -346,7 +456,16 @@ class BatchWriter:
             cur.executemany(
                 _INSERT_DEAD_LETTER,
                 [
-                    (r.received_at, r.topic, r.payload, r.reason, r.detail, r.elevator)
+                    (
+                        r.received_at,
+                        r.topic,
+                        r.payload,
+                        r.reason,
+                        r.detail,
+                        r.elevator,
+                        r.size,
+                        r.sha256,
+                    )
                     for r in rejected
                 ],
             )

@@ -164,6 +164,8 @@ def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
         batch_interval_s=args.batch_interval,
         partition=part,
         partitions=total,
+        max_age_s=settings.stale_timestamp_s,
+        dead_letter_retention_s=settings.dead_letter_retention_days * 86_400.0,
     )
     _configure_logging()
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
@@ -174,7 +176,7 @@ def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         config,
         metrics_port=args.metrics_port,
-        mqtt_client_id=args.client_id,
+        metrics_host=args.metrics_host,
         stop=stop,
     )
     return 0
@@ -404,7 +406,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         fault_rate_per_day=args.fault_rate,
         anchor_batch_s=args.anchor_seconds,
         run_for_s=parse_duration(args.run_for) if args.run_for else None,
-        collector_id=args.collector_id,
+        metrics_port=args.metrics_port,
     )
     return run_demo(settings, options, say=_say)
 
@@ -652,9 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collector.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
     collector.add_argument(
-        "--client-id",
-        help="MQTT client id (default liftledger-collector-K-of-N); the broker "
-        "keeps one persistent session per id",
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address /metrics listens on (default 127.0.0.1; 0.0.0.0 exposes it)",
     )
     collector.set_defaults(handler=cmd_collector)
 
@@ -667,7 +669,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--anchor-seconds", type=float, default=15.0, help="anchoring interval")
     demo.add_argument("--for", dest="run_for", help="stop after this long (90s, 15m)")
-    demo.add_argument("--collector-id", default="liftledger-collector-0-of-1")
+    demo.add_argument(
+        "--metrics-port", type=int, default=9108, help="port of the collector's /metrics"
+    )
     demo.set_defaults(handler=cmd_demo)
 
     sim = commands.add_parser("simulate", help=cmd_simulate.__doc__)

@@ -58,7 +58,7 @@ class DemoOptions:
     fault_rate_per_day: float = 24.0
     anchor_batch_s: float = 15.0
     run_for_s: float | None = None
-    collector_id: str = "liftledger-collector-0-of-1"
+    metrics_port: int = 9108  # the collector's /metrics
 
 
 def _stop_with_parent() -> None:
@@ -153,8 +153,8 @@ def children(settings: Settings, options: DemoOptions) -> list[Child]:
     logs = settings.data_dir / "log"
     rate = f"{options.fault_rate_per_day:g}"
     return [
-        Child("collector", ["collector", "--client-id", options.collector_id,
-                            "--metrics-port", "9108"], logs / "demo-collector.log"),
+        Child("collector", ["collector", "--metrics-port", str(options.metrics_port)],
+              logs / "demo-collector.log"),
         Child("notifier", ["notifier"], logs / "demo-notifier.log"),
         Child("anchorer", ["anchorer", "--batch-seconds", f"{options.anchor_batch_s:g}"],
               logs / "demo-anchorer.log"),
@@ -182,7 +182,7 @@ def status_line(conn: psycopg.Connection[Any], chain_size: int) -> str:
     )
 
 
-def _where_to_look(settings: Settings, say: Say) -> None:
+def _where_to_look(settings: Settings, options: DemoOptions, say: Say) -> None:
     reader = service_credentials(settings.secret("mqtt_secret"), ALERT_READER_USERNAME)
     url = settings.resolved_mqtt_url().removeprefix("mqtt://")
     host, _, port = url.partition(":")
@@ -199,7 +199,7 @@ def _where_to_look(settings: Settings, say: Say) -> None:
     say(f"database:   {redacted(settings.resolved_database_url())}")
     say(f"alerts:     mosquitto_sub -h {host} -p {port or 1883} -u {reader.username} "
         f"-P '{reader.password}' -t 'lift/v1/+/+/alert' -v")  # fmt: skip
-    say("metrics:    http://127.0.0.1:9108/metrics (collector)")
+    say(f"metrics:    http://127.0.0.1:{options.metrics_port}/metrics (collector)")
     say("audit:      liftledger audit verify")
     say(f"logs:       {settings.data_dir / 'log'}/demo-*.log")
     say("stop:       Ctrl-C")
@@ -238,7 +238,7 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Say) -> int:
     status = 0
     try:
         _wait_for_api(settings, services)
-        _where_to_look(settings, say)
+        _where_to_look(settings, options, say)
         with psycopg.connect(libpq_url(settings.resolved_database_url()), autocommit=True) as conn:
             chain = ChainClient(settings.resolved_chain_url())
             deployment = current_deployment(conn, chain.chain_id())

@@ -120,6 +120,12 @@ def status(settings: Settings, *, say: Say) -> bool:
         if not answers:
             healthy = False
             say(f"error: {detail}")
+    if settings.local_mqtt:
+        dropped = LocalMosquitto(settings).dropped_clients()
+        if dropped:
+            healthy = False
+            say(f"error: the broker dropped queued messages ({len(dropped)} times); last: "
+                f"{dropped[-1]} — see docs/ingest.md, Backpressure")  # fmt: skip
     return healthy
 
 

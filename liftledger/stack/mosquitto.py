@@ -2,42 +2,63 @@
 
 Persistence is on so queued QoS 1 messages and persistent sessions survive a restart;
 anonymous clients are refused; each elevator may only publish to its own three topics and
-read nothing; the collector account only reads device topics; the platform account only
-publishes alerts and the alert-reader account only reads them. The password file and ACL are
-regenerated from the registry, and the broker reloads them on SIGHUP without dropping
-connections.
+read nothing; the collector accounts only read device topics; the platform account only
+publishes alerts and the alert-reader account only reads them. Every client id is bound to
+its username (`use_username_as_clientid`), so no client can take over another's session or
+fire its Last Will. The password file and ACL are regenerated from the registry, and the
+broker reloads them on SIGHUP without dropping connections.
+
+The broker drops root: started as root it runs as the `mosquitto` system user (or `nobody`),
+which owns its files. Its log goes through a filter that keeps everything but the per-packet
+debug lines, so ACL denials ("Denied PUBLISH from …"), refused logins, subscriptions and
+dropped-message notices are logged without a line per message.
 """
 
 from __future__ import annotations
 
 import base64
-import getpass
 import hashlib
 import os
+import pwd
 import signal
 from collections.abc import Iterable
 from pathlib import Path
 
 from core.credentials import (
     ALERT_READER_USERNAME,
-    COLLECTOR_USERNAME,
+    MONITOR_USERNAME,
     PLATFORM_USERNAME,
+    PROBE_USERNAME,
     SERVICE_USERNAMES,
     MqttCredentials,
     device_credentials,
+    local_collector_usernames,
     service_credentials,
 )
 from core.errors import StackError
 from core.protocol import TOPIC_PREFIX, topic_for
 from core.settings import LOCAL_HOST, Settings
 from liftledger.stack.install import require_command
-from liftledger.stack.process import owned_pid, port_answers, spawn, stop_pid, wait_until
+from liftledger.stack.process import (
+    owned_pid,
+    port_answers,
+    spawn_filtered,
+    stop_pid,
+    wait_until,
+)
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes for its `$7$` (PBKDF2-SHA512) hashes
 START_TIMEOUT_S = 15
 # Large enough that a collector offline for hours at fleet rates keeps every message;
-# the default (1,000) would drop silently (iot-alerting reference, §3.7).
+# the default (1,000) would drop silently (iot-alerting reference, §3.7). The byte bound caps
+# the broker's memory per client; reaching either bound is logged by the broker ("Outgoing
+# messages are being dropped for client …") and reported by `liftledger stack status`.
 MAX_QUEUED_MESSAGES = 5_000_000
+MAX_QUEUED_BYTES = 2 * 1024**3
+DROPPING_NOTICE = "Outgoing messages are being dropped"
+# The per-packet debug lines; every other line (denials, refused logins, subscriptions,
+# dropped messages, errors) reaches the log.
+LOG_FILTER = ": (Received|Sending) [A-Z]+ |: No will message specified"
 # The collector dead-letters payloads above 64 KiB itself, so the broker must let them through.
 MAX_PACKET_BYTES = 1024 * 1024
 
@@ -48,18 +69,22 @@ listener {port} {host}
 allow_anonymous false
 password_file {passwd}
 acl_file {acl}
+use_username_as_clientid true
 persistence true
 persistence_location {persistence}/
 autosave_interval 5
 max_queued_messages {max_queued}
-max_queued_bytes 0
+max_queued_bytes {max_queued_bytes}
 max_inflight_messages 1000
 max_packet_size {max_packet}
-connection_messages false
-log_dest file {log}
+connection_messages true
+log_dest stderr
+log_timestamp_format %Y-%m-%dT%H:%M:%S
 log_type error
 log_type warning
 log_type notice
+log_type subscribe
+log_type debug
 user {user}
 """
 
@@ -76,18 +101,56 @@ def password_line(credentials: MqttCredentials) -> str:
     )
 
 
+DEVICE_KINDS = ("telemetry", "event", "status")
+
+
+def broker_user() -> tuple[str, int, int] | None:
+    """(name, uid, gid) the broker runs as when started by root; None when not root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("mosquitto", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name, entry.pw_uid, entry.pw_gid
+    raise StackError("no `mosquitto` or `nobody` user to run the broker as (it never runs as root)")
+
+
+def reachable_by(path: Path, uid: int, gid: int) -> bool:
+    """True when user `uid` (group `gid`) may traverse every folder down to `path`."""
+    for folder in (path, *path.parents):
+        mode = folder.stat()
+        if mode.st_uid == uid:
+            allowed = mode.st_mode & 0o100
+        elif mode.st_gid == gid:
+            allowed = mode.st_mode & 0o010
+        else:
+            allowed = mode.st_mode & 0o001
+        if not allowed:
+            return False
+    return True
+
+
 def render_acl(elevators: Iterable[tuple[str, str]]) -> str:
     """ACL text for the service accounts and each (site, elevator) device."""
     lines = [
         "# Written by LiftLedger from the elevator registry; edits are overwritten.",
-        f"user {COLLECTOR_USERNAME}",
-        *(f"topic read {TOPIC_PREFIX}/+/+/{kind}" for kind in ("telemetry", "event", "status")),
-        "",
+        "# Collector accounts: one per partition (the broker binds client id to username).",
+    ]
+    for collector in (*local_collector_usernames(), MONITOR_USERNAME):
+        lines.append(f"user {collector}")
+        lines.extend(f"topic read {TOPIC_PREFIX}/+/+/{kind}" for kind in DEVICE_KINDS)
+        lines.append("")
+    lines += [
         f"user {PLATFORM_USERNAME}",
         f"topic write {TOPIC_PREFIX}/+/+/alert",
         "",
         f"user {ALERT_READER_USERNAME}",
         f"topic read {TOPIC_PREFIX}/+/+/alert",
+        "",
+        f"# {PROBE_USERNAME} may connect and nothing else.",
+        f"user {PROBE_USERNAME}",
         "",
     ]
     for site, elevator in elevators:
@@ -116,16 +179,42 @@ class LocalMosquitto:
         """Pid of the broker this stack started, if it still runs."""
         return owned_pid(self.pid_file, str(self.config))
 
+    def prepare_folder(self) -> Path:
+        """The broker's folder, where the user it runs as can reach it.
+
+        Started by root, the broker drops to its own user before it reads the password file,
+        the ACL and its persistence; when that user cannot reach the data folder (under
+        `/root` or a private temporary folder), the broker's folder is moved to
+        `/var/lib/liftledger/<digest>/mosquitto` and linked from the data folder, as the
+        database's cluster is.
+        """
+        if self.folder.is_symlink() or self.folder.is_dir():
+            return self.folder.resolve()
+        self._settings.data_dir.mkdir(parents=True, exist_ok=True)
+        owner = broker_user()
+        if owner is None or reachable_by(self._settings.data_dir, owner[1], owner[2]):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return self.folder
+        digest = hashlib.sha256(str(self._settings.data_dir).encode()).hexdigest()[:12]
+        target = Path("/var/lib/liftledger") / digest / "mosquitto"
+        target.mkdir(parents=True, exist_ok=True)
+        self.folder.symlink_to(target, target_is_directory=True)
+        return target
+
     def write_auth(self, elevators: Iterable[tuple[str, str]]) -> bool:
         """Write the password file and ACL; True when either changed."""
+        self.prepare_folder()
         secret = self._settings.secret("mqtt_secret")
         pairs = sorted(set(elevators))
         accounts = [service_credentials(secret, name) for name in SERVICE_USERNAMES]
         accounts += [device_credentials(secret, elevator) for _, elevator in pairs]
+        owner = broker_user()
         changed = _write_if_changed(
-            self.passwd, "\n".join(password_line(account) for account in accounts) + "\n"
+            self.passwd,
+            "\n".join(password_line(account) for account in accounts) + "\n",
+            owner,
         )
-        return _write_if_changed(self.acl, render_acl(pairs)) or changed
+        return _write_if_changed(self.acl, render_acl(pairs), owner) or changed
 
     def reload(self) -> None:
         """Make a running broker re-read its password file and ACL."""
@@ -145,25 +234,41 @@ class LocalMosquitto:
                 f"port {self._settings.mqtt_port} is taken by another program: "
                 "set LIFTLEDGER_MQTT_PORT to a free port"
             )
-        (self.folder / "data").mkdir(parents=True, exist_ok=True)
+        folder = self.prepare_folder()
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        owner = broker_user()
         if not self.passwd.exists():
             self.write_auth([])
+        if owner is not None:
+            # The broker reads its files again on SIGHUP, after it dropped root.
+            _, uid, gid = owner
+            for path in (folder, folder / "data", *(folder / "data").iterdir()):
+                os.chown(path, uid, gid)
+            for path in (self.passwd, self.acl):
+                if path.exists():
+                    os.chown(path, uid, gid)
         self.config.write_text(
             _CONFIG_TEMPLATE.format(
                 port=self._settings.mqtt_port,
                 host=LOCAL_HOST,
-                passwd=self.passwd,
-                acl=self.acl,
-                persistence=self.folder / "data",
+                passwd=folder / "passwd",
+                acl=folder / "acl",
+                persistence=folder / "data",
                 max_queued=MAX_QUEUED_MESSAGES,
+                max_queued_bytes=MAX_QUEUED_BYTES,
                 max_packet=MAX_PACKET_BYTES,
-                log=self.log_file,
-                user=getpass.getuser(),
+                user=owner[0] if owner is not None else "mosquitto",
             ),
             encoding="utf-8",
         )
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        spawn([binary, "-c", str(self.config)], pid_file=self.pid_file, log_file=self.log_file)
+        grep = require_command(self._settings, "grep", "grep", why="the broker's log filter")
+        spawn_filtered(
+            [binary, "-c", str(self.config)],
+            [grep, "--line-buffered", "-v", "-E", LOG_FILTER],
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+        )
         wait_until(
             lambda: port_answers(LOCAL_HOST, self._settings.mqtt_port),
             timeout_s=START_TIMEOUT_S,
@@ -180,8 +285,16 @@ class LocalMosquitto:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def dropped_clients(self) -> list[str]:
+        """Lines of the broker's log saying it dropped queued messages for a client."""
+        try:
+            with self.log_file.open(encoding="utf-8", errors="replace") as log:
+                return [line.strip() for line in log if DROPPING_NOTICE in line]
+        except FileNotFoundError:
+            return []
 
-def _write_if_changed(path: Path, text: str) -> bool:
+
+def _write_if_changed(path: Path, text: str, owner: tuple[str, int, int] | None = None) -> bool:
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,5 +302,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    if owner is not None:
+        os.chown(tmp, owner[1], owner[2])
     tmp.replace(path)
     return True

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from core.credentials import COLLECTOR_USERNAME, service_credentials
+from core.credentials import PROBE_USERNAME, service_credentials
 from core.db import check_database
 from core.errors import LiftLedgerError, ServiceUnreachable
 from core.settings import Settings
@@ -85,7 +85,7 @@ def check_mqtt(url: str, username: str, password: str) -> str:
             f"the MQTT broker at {url} refused {username} ({reason}): regenerate the broker "
             "accounts with `liftledger stack up` or fix the MQTT secret"
         )
-    return "accepts the collector account"
+    return f"accepts the {username} account"
 
 
 def check_chain(url: str, expected_chain_id: int | None = None) -> str:
@@ -102,7 +102,9 @@ def check_chain(url: str, expected_chain_id: int | None = None) -> str:
 
 def service_report(settings: Settings) -> list[tuple[str, str, bool, str]]:
     """(service, URL, answers, detail) for the database, the broker and the chain."""
-    collector = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+    # Its own account: the broker binds client ids to usernames, so probing with a service's
+    # account would take over that service's session.
+    probe_account = service_credentials(settings.secret("mqtt_secret"), PROBE_USERNAME)
     probes: list[tuple[str, str, Callable[[], str]]] = [
         (
             "timescaledb",
@@ -113,7 +115,7 @@ def service_report(settings: Settings) -> list[tuple[str, str, bool, str]]:
             "mosquitto",
             settings.resolved_mqtt_url(),
             lambda: check_mqtt(
-                settings.resolved_mqtt_url(), collector.username, collector.password
+                settings.resolved_mqtt_url(), probe_account.username, probe_account.password
             ),
         ),
         (

@@ -77,6 +77,49 @@ def spawn(argv: Sequence[str], *, pid_file: Path, log_file: Path) -> int:
     return pid
 
 
+def spawn_filtered(
+    argv: Sequence[str], filter_argv: Sequence[str], *, pid_file: Path, log_file: Path
+) -> int:
+    """Like `spawn`, with the daemon's output piped through `filter_argv` into `log_file`.
+
+    The pid file names the daemon; the filter ends by itself when the daemon closes the pipe.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    read_end, write_end = os.pipe()
+    try:
+        os.posix_spawn(
+            filter_argv[0],
+            list(filter_argv),
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, read_end, 0),
+                (os.POSIX_SPAWN_CLOSE, write_end),
+                (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
+        pid = os.posix_spawn(
+            argv[0],
+            list(argv),
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 1),
+                (os.POSIX_SPAWN_DUP2, write_end, 2),
+                (os.POSIX_SPAWN_CLOSE, read_end),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{pid}\n", encoding="utf-8")
+    return pid
+
+
 def wait_until(
     check: Callable[[], bool], *, timeout_s: float, what: str, log_file: Path | None = None
 ) -> None:

@@ -71,6 +71,9 @@ class FlakySink:
     def tick(self) -> int:
         return 0
 
+    def purge_dead_letters(self, older_than_s: float) -> int:
+        return 0
+
 
 def _collector(source: FakeSource, sink: FlakySink, **config: float) -> Collector:
     registry = RegistryCache(lambda: {"e1": "s1"}, refresh_s=60, unknown_refresh_s=60)

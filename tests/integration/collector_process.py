@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from core.credentials import COLLECTOR_USERNAME, service_credentials
+from core.credentials import collector_username, service_credentials
 from core.settings import Settings
 from ingest.collector import topic_filters
 from tests.integration.cli_helpers import REPO, clean_environment
@@ -20,25 +20,34 @@ from tests.integration.mqtt_helpers import connect, open_session
 
 @dataclass
 class CollectorProcess:
-    """A `liftledger collector` subprocess with its own persistent MQTT session."""
+    """A `liftledger collector` subprocess with its partition's persistent MQTT session.
+
+    The broker binds client ids to accounts, so the session is the partition account's;
+    `open_session` starts it afresh (clean start), which drops anything an earlier test left.
+    """
 
     settings: Settings
     database_url: str
-    client_id: str
+    name: str  # names the log file
     sites: Sequence[str] = ()
     partition: tuple[int, int] = (0, 1)
     process: subprocess.Popen[bytes] | None = None
 
     @property
+    def client_id(self) -> str:
+        """The partition's account, which the broker also uses as its client id."""
+        return collector_username(*self.partition)
+
+    @property
     def log(self) -> Path:
         """The collector's log, kept for a failing test's report."""
-        return Path(tempfile.gettempdir()) / f"{self.client_id}.log"
+        return Path(tempfile.gettempdir()) / f"{self.name}.log"
 
     def open_session(self) -> None:
         """Subscribe this client id before the process starts, so nothing published from now
         on can miss it (the collector resumes the session: clean_start=False)."""
         part, total = self.partition
-        creds = service_credentials(self.settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+        creds = service_credentials(self.settings.secret("mqtt_secret"), self.client_id)
         open_session(
             self.settings.resolved_mqtt_url(),
             creds.username,
@@ -62,8 +71,6 @@ class CollectorProcess:
                 "-m",
                 "liftledger",
                 "collector",
-                "--client-id",
-                self.client_id,
                 "--partition",
                 f"{self.partition[0]}/{self.partition[1]}",
             ],
@@ -89,7 +96,7 @@ class CollectorProcess:
 
     def discard_session(self) -> None:
         """Connect once with a clean start so the broker forgets this collector's session."""
-        creds = service_credentials(self.settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+        creds = service_credentials(self.settings.secret("mqtt_secret"), self.client_id)
         client = connect(
             self.settings.resolved_mqtt_url(), creds.username, creds.password, self.client_id
         )

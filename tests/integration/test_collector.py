@@ -8,6 +8,7 @@ broker restart) and then checks that exactly the published messages are stored, 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 import threading
 import time
@@ -373,12 +374,20 @@ def test_fuzzed_input_is_dead_lettered_and_good_input_stored(
     assert (rows, distinct) == (len(good), len(good))
     assert collector.alive()
     with engine.connect() as connection:
-        payloads = connection.execute(
+        oversized = connection.execute(
             sa.text(
-                "SELECT payload FROM dead_letters WHERE received_at >= :t AND reason = 'too_large' "
-                "AND elevator_id = ANY(:ids) LIMIT 1"
+                "SELECT payload, payload_size, payload_sha256 FROM dead_letters "
+                "WHERE received_at >= :t AND reason = 'too_large' AND elevator_id = ANY(:ids)"
             ),
             {"t": started, "ids": ids},
-        ).scalar()
-    assert payloads is not None
-    assert len(bytes(payloads)) > 64 * 1024  # stored byte for byte
+        ).all()
+    sent = {
+        hashlib.sha256(payload).digest(): payload
+        for _, kind, payload in plan
+        if kind == "oversized"
+    }
+    assert len(oversized) == per_kind["oversized"]
+    for prefix, size, digest in oversized:
+        whole = sent[bytes(digest)]  # the hash names the payload that was sent
+        assert size == len(whole) > 64 * 1024
+        assert bytes(prefix) == whole[:1024]  # only a bounded prefix is stored

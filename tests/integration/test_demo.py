@@ -27,20 +27,20 @@ STATUS = re.compile(
 def test_demo_runs_the_platform_shows_its_status_and_stops_cleanly(
     stack_settings: Settings, test_database_url: str
 ) -> None:
-    collector_id = f"test-demo-{uuid.uuid4().hex[:6]}"
-    api_port = free_port()
+    run = f"test-demo-{uuid.uuid4().hex[:6]}"
+    api_port, metrics_port = free_port(), free_port()
     env = clean_environment(
         LIFTLEDGER_DATA_DIR=str(stack_settings.data_dir),
         LIFTLEDGER_DATABASE_URL=test_database_url,
         LIFTLEDGER_API_PORT=str(api_port),
     )
     registered = stack.registered_elevators(stack_settings)
-    output = Path(tempfile.gettempdir()) / f"{collector_id}.out"
+    output = Path(tempfile.gettempdir()) / f"{run}.out"
     try:
         with output.open("w") as out:
             demo = subprocess.Popen(
                 [sys.executable, "-m", "liftledger", "demo", "--for", "75s", "--fault-rate",
-                 "500", "--anchor-seconds", "5", "--collector-id", collector_id],
+                 "500", "--anchor-seconds", "5", "--metrics-port", str(metrics_port)],
                 env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
             try:
@@ -53,10 +53,9 @@ def test_demo_runs_the_platform_shows_its_status_and_stops_cleanly(
         result = subprocess.CompletedProcess(demo.args, demo.returncode, output.read_text(), "")
     finally:
         stack.sync_broker_auth(stack_settings, registered)
+        # Forget the demo collector's persistent session (its client id is its account).
         creds = service_credentials(stack_settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
-        connect(
-            stack_settings.resolved_mqtt_url(), creds.username, creds.password, collector_id
-        ).close()
+        connect(stack_settings.resolved_mqtt_url(), creds.username, creds.password).close()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "registry: 230 elevators in 21 sites" in result.stdout
     assert "anchor contract: 0x" in result.stdout
@@ -71,7 +70,7 @@ def test_demo_runs_the_platform_shows_its_status_and_stops_cleanly(
     assert 0 < anchored <= entries
     assert result.stdout.rstrip().endswith("stopped")
     leftover = subprocess.run(
-        ["pgrep", "-f", "--", f"client-id {collector_id}"], capture_output=True, check=False
+        ["pgrep", "-f", "--", f"--metrics-port {metrics_port}"], capture_output=True, check=False
     )
     assert leftover.returncode == 1, "a demo process outlived the demo"  # 1: none matched
 

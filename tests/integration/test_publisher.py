@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from core.credentials import COLLECTOR_USERNAME, device_credentials, service_credentials
+from core.credentials import (
+    COLLECTOR_USERNAME,
+    MONITOR_USERNAME,
+    device_credentials,
+    service_credentials,
+)
 from core.protocol import topic_for
 from core.settings import Settings
 from liftledger.stack.install import require_command
@@ -58,8 +63,10 @@ def _publisher(settings: Settings, elevators: list[str]) -> FleetPublisher:
     )
 
 
-def _collector(settings: Settings, *topics: str) -> MqttTestClient:
-    creds = service_credentials(settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
+def _collector(settings: Settings, *topics: str, account: str = MONITOR_USERNAME) -> MqttTestClient:
+    # One connection per account (the broker binds client id to username): an observer that
+    # joins while another is connected uses a second reading account.
+    creds = service_credentials(settings.secret("mqtt_secret"), account)
     client = connect(settings.resolved_mqtt_url(), creds.username, creds.password)
     assert client.connect_reason is not None
     assert not client.connect_reason.is_failure
@@ -168,7 +175,8 @@ def test_a_crashed_device_leaves_its_will_and_comes_back_with_what_it_queued(
             for seq in range(3, 8):  # while the device is down
                 fleet.publish(CRASHER, "telemetry", json.dumps({"seq": seq}).encode())
             fleet.pump()
-            late = _collector(broker, status)  # subscribes after the crash: sees the retained
+            # Subscribes after the crash: sees the retained status.
+            late = _collector(broker, status, account=COLLECTOR_USERNAME)
             try:
                 assert late.got_message.wait(WAIT_S)
                 assert _states(late.received, status) == ["offline"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.credentials import COLLECTOR_USERNAME, service_credentials
+from core.credentials import MONITOR_USERNAME, service_credentials
 from core.settings import Settings
 from tests.integration.broker_accounts import broker_devices
 from tests.integration.cli_helpers import clean_environment, run_cli
@@ -33,12 +33,12 @@ def test_db_env(stack_settings: Settings, test_database_url: str) -> Iterator[di
 def test_simulated_fleet_publishes_in_order_with_device_identities(
     stack_settings: Settings, test_db_env: dict[str, str]
 ) -> None:
-    creds = service_credentials(stack_settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
-    collector = connect(stack_settings.resolved_mqtt_url(), creds.username, creds.password)
+    creds = service_credentials(stack_settings.secret("mqtt_secret"), MONITOR_USERNAME)
+    monitor = connect(stack_settings.resolved_mqtt_url(), creds.username, creds.password)
     try:
-        collector.subscribe("lift/v1/sim-s001/+/telemetry")
-        collector.subscribe("lift/v1/sim-s001/+/event")
-        collector.subscribe("lift/v1/sim-s001/+/status")
+        monitor.subscribe("lift/v1/sim-s001/+/telemetry")
+        monitor.subscribe("lift/v1/sim-s001/+/event")
+        monitor.subscribe("lift/v1/sim-s001/+/status")
         time.sleep(0.3)
         result = run_cli(
             "simulate",
@@ -53,11 +53,11 @@ def test_simulated_fleet_publishes_in_order_with_device_identities(
         assert "5 of 5 elevators connected" in result.stderr
         time.sleep(0.5)
     finally:
-        collector.close()
+        monitor.close()
 
     by_elevator: dict[str, list[int]] = defaultdict(list)
     statuses = set()
-    for topic, payload in collector.received:
+    for topic, payload in monitor.received:
         elevator, kind = topic.split("/")[3], topic.split("/")[4]
         body = json.loads(payload)
         if kind == "status":
@@ -118,11 +118,11 @@ def test_replay_publishes_a_recording_byte_for_byte(
         for line in map(json.loads, recording.read_text().splitlines())
         if not line["retain"]
     ]
-    creds = service_credentials(stack_settings.secret("mqtt_secret"), COLLECTOR_USERNAME)
-    collector = connect(stack_settings.resolved_mqtt_url(), creds.username, creds.password)
+    creds = service_credentials(stack_settings.secret("mqtt_secret"), MONITOR_USERNAME)
+    monitor = connect(stack_settings.resolved_mqtt_url(), creds.username, creds.password)
     try:
-        collector.subscribe("lift/v1/sim-s001/+/telemetry")
-        collector.subscribe("lift/v1/sim-s001/+/event")
+        monitor.subscribe("lift/v1/sim-s001/+/telemetry")
+        monitor.subscribe("lift/v1/sim-s001/+/event")
         time.sleep(0.3)
         result = run_cli(
             "simulate", "--elevators", "3", "--replay", str(recording), "--speedup", "0",
@@ -130,13 +130,13 @@ def test_replay_publishes_a_recording_byte_for_byte(
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         deadline = time.monotonic() + 10
-        while len(collector.received) < len(expected) and time.monotonic() < deadline:
+        while len(monitor.received) < len(expected) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        collector.close()
+        monitor.close()
     assert len(expected) > 30
-    assert sorted(collector.received) == sorted(expected)
+    assert sorted(monitor.received) == sorted(expected)
     for elevator in {topic.split("/")[3] for topic, _ in expected}:
         sent = [p for t, p in expected if t.split("/")[3] == elevator]
-        got = [p for t, p in collector.received if t.split("/")[3] == elevator]
+        got = [p for t, p in monitor.received if t.split("/")[3] == elevator]
         assert got == sent  # per-elevator order kept

@@ -104,3 +104,84 @@ def test_a_value_the_database_refuses_is_dead_lettered_and_the_rest_committed(
             {"p": b"raw-bytes"},
         ).scalar()
     assert stored == 1
+
+
+class ExplodingDetection:
+    """A detection engine with a bug: it raises on every sample of one sequence number."""
+
+    def __init__(self, poison_seq: int) -> None:
+        self.poison_seq = poison_seq
+        self.invalidated = 0
+
+    def prepare(self, conn: object) -> None:
+        pass
+
+    def process(
+        self, conn: object, samples: object, events: object, statuses: object, rejected: object
+    ) -> list[object]:
+        assert isinstance(samples, list | tuple)
+        if any(s.data.seq == self.poison_seq for s in samples):
+            raise OverflowError("date value out of range")
+        return []
+
+    def tick(self, conn: object) -> list[object]:
+        return []
+
+    def invalidate(self) -> None:
+        self.invalidated += 1
+
+
+def _dead_letter_reasons(engine: Engine, boot: str) -> list[tuple[str, str]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT reason, detail FROM dead_letters WHERE convert_from(payload, 'UTF8') "
+                "LIKE :b ORDER BY id"
+            ),
+            {"b": f'%"boot":"{boot}"%'},
+        )
+        return [(str(reason), str(detail)) for reason, detail in rows]
+
+
+def test_a_message_whose_storage_raises_is_dead_lettered_and_the_batch_goes_on(
+    engine: Engine, test_database_url: str
+) -> None:
+    _register(engine)
+    boot = f"w-{uuid.uuid4().hex[:6]}"
+    poisoned = _sample(boot, 2)
+    # An extra field the JSON encoder cannot take (a bug a payload might one day find).
+    unstorable = Sample(
+        **{**{f: getattr(poisoned, f) for f in Sample.__slots__}, "extra": {"x": {1}}}
+    )
+    writer = BatchWriter(test_database_url)
+    try:
+        result = writer.write(Batch(samples=[_sample(boot, 1), unstorable, _sample(boot, 3)]))
+    finally:
+        writer.close()
+    assert _rows(engine, boot) == [1, 3]
+    assert result.samples_inserted == 2
+    assert [r.reason for r in result.dead_letters] == ["unprocessable"]
+    reasons = _dead_letter_reasons(engine, boot)
+    assert [reason for reason, _ in reasons] == ["unprocessable"]
+    assert "TypeError" in reasons[0][1]
+
+
+def test_a_message_whose_detection_raises_is_dead_lettered_and_the_batch_goes_on(
+    engine: Engine, test_database_url: str
+) -> None:
+    _register(engine)
+    boot = f"w-{uuid.uuid4().hex[:6]}"
+    detection = ExplodingDetection(poison_seq=2)
+    writer = BatchWriter(test_database_url, detection=detection)
+    try:
+        samples = [_sample(boot, seq) for seq in range(1, 6)]
+        result = writer.write(Batch(samples=samples))
+        later = writer.write(Batch(samples=[_sample(boot, 6)]))
+    finally:
+        writer.close()
+    assert _rows(engine, boot) == [1, 3, 4, 5, 6]
+    assert (result.samples_inserted, later.samples_inserted) == (4, 1)
+    reasons = _dead_letter_reasons(engine, boot)
+    assert [reason for reason, _ in reasons] == ["unprocessable"]
+    assert "OverflowError" in reasons[0][1]
+    assert detection.invalidated >= 1  # detectors that saw part of a failed batch are rebuilt

@@ -3,7 +3,10 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from core.credentials import MqttCredentials
+import pytest
+
+from core.credentials import MqttCredentials, collector_username, service_credentials
+from liftledger.stack import mosquitto
 from liftledger.stack.mosquitto import password_line, render_acl
 
 
@@ -41,3 +44,36 @@ def test_acl_lets_the_platform_write_and_the_alert_reader_read_only_alert_topics
     reader = acl.split("user svc.alert-reader\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert platform == ["topic write lift/v1/+/+/alert"]
     assert reader == ["topic read lift/v1/+/+/alert"]
+
+
+def test_every_collector_partition_account_reads_device_topics_and_the_probe_nothing() -> None:
+    acl = render_acl([("s1", "e1")])
+    for account in ("svc.collector", "svc.collector.0-of-2", "svc.collector.7-of-8", "svc.monitor"):
+        section = acl.split(f"user {account}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        assert section == [
+            "topic read lift/v1/+/+/telemetry",
+            "topic read lift/v1/+/+/event",
+            "topic read lift/v1/+/+/status",
+        ], account
+    probe = acl.split("user svc.probe\n", 1)[1].split("\n\n", 1)[0].strip()
+    assert probe == "" or probe.startswith("user ")
+
+
+def test_collector_accounts_are_one_per_partition() -> None:
+    assert collector_username(0, 1) == "svc.collector"
+    names = {collector_username(k, 4) for k in range(4)}
+    assert len(names) == 4
+    assert service_credentials("secret", "svc.collector.3-of-12").username == (
+        "svc.collector.3-of-12"
+    )
+    with pytest.raises(ValueError, match="unknown service account"):
+        service_credentials("secret", "svc.collector.5-of-4")
+    with pytest.raises(ValueError, match="no partition"):
+        collector_username(2, 2)
+
+
+def test_the_broker_config_binds_client_ids_and_drops_root() -> None:
+    template = mosquitto._CONFIG_TEMPLATE
+    assert "use_username_as_clientid true" in template
+    assert "user {user}" in template
+    assert "allow_anonymous false" in template

@@ -24,8 +24,7 @@ def upgrade() -> None:
     op.add_column("dead_letters", sa.Column("payload_size", sa.Integer(), nullable=True))
     op.add_column("dead_letters", sa.Column("payload_sha256", sa.LargeBinary(), nullable=True))
     op.execute(
-        "UPDATE dead_letters SET payload_size = length(payload), "
-        "payload_sha256 = sha256(payload)"
+        "UPDATE dead_letters SET payload_size = length(payload), payload_sha256 = sha256(payload)"
     )
 
 

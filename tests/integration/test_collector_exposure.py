@@ -1,0 +1,54 @@
+"""The collector's metrics are not exposed to the network unless asked (docs/security.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from core.settings import Settings
+from tests.integration.cli_helpers import REPO, clean_environment, free_port
+
+LISTEN = "0A"
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp writes them) listening on `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if int(hex_port, 16) == port and fields[3] == LISTEN:
+                found.add(address)
+    return found
+
+
+def test_collector_metrics_listen_on_loopback_by_default(
+    stack_settings: Settings, test_database_url: str
+) -> None:
+    port = free_port()
+    env = clean_environment(
+        LIFTLEDGER_DATA_DIR=str(stack_settings.data_dir), LIFTLEDGER_DATABASE_URL=test_database_url
+    )
+    # Partition 7 of 8: an account no other test uses, so no session is disturbed.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "liftledger", "collector", "--partition", "7/8",
+         "--metrics-port", str(port)],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not _listening_addresses(port):
+            assert process.poll() is None, "the collector exited"
+            assert time.monotonic() < deadline, "metrics never listened"
+            time.sleep(0.2)
+        assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "liftledger_ingest_received_total" in body
+    finally:
+        process.terminate()
+        process.wait(30)
