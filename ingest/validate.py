@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import hashlib
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,6 +27,7 @@ from core.protocol import (
     Topic,
     parse_topic,
 )
+from core.stored_json import depth_exceeds
 
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 SAMPLE_FIELDS: Final = frozenset(TelemetrySample.__struct_fields__)
@@ -56,8 +56,6 @@ OVERSIZED_PREFIX_BYTES: Final = 1024
 # Device time older than this (default) is a `stale_timestamp`: one device must not make the
 # hypertable create a chunk per message by sending dates from long ago (docs/ingest.md).
 DEFAULT_MAX_AGE_S: Final = 7 * 86_400.0
-# A JSON string (possibly unterminated, so that the scan stays linear) or a bracket.
-_JSON_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 MAX_SEQ: Final = 2**63 - 1  # bigint
 # Every elevator publishes on the same three topics over and over.
 _parse_topic = functools.lru_cache(maxsize=65_536)(parse_topic)
@@ -148,27 +146,6 @@ def unprocessable(
     return Rejected(topic, payload, "unprocessable", detail, elevator, received_at)
 
 
-def json_depth_exceeds(payload: bytes, limit: int) -> bool:
-    """True when JSON `payload` nests arrays and objects more than `limit` deep.
-
-    A scan without recursion. The common case (no more brackets in the whole payload than the
-    limit) costs two `bytes.count` calls; otherwise one linear pass over strings and brackets,
-    where brackets inside strings do not count.
-    """
-    if payload.count(b"{") + payload.count(b"[") <= limit:
-        return False
-    depth = 0
-    for match in _JSON_TOKEN.finditer(payload):
-        token = match[0]
-        if token in (b"{", b"["):
-            depth += 1
-            if depth > limit:
-                return True
-        elif token in (b"}", b"]"):
-            depth -= 1
-    return False
-
-
 Outcome = Sample | Event | Status | Rejected
 
 
@@ -249,7 +226,7 @@ def validate(  # noqa: PLR0911, PLR0912 - one early return per rejection reason
         return reject("unknown_elevator", f"elevator {elevator} is not registered", elevator)
     if site != parsed.site:
         return reject("wrong_site", f"elevator {elevator} belongs to site {site}", elevator)
-    if json_depth_exceeds(payload, MAX_JSON_DEPTH):
+    if depth_exceeds(payload, MAX_JSON_DEPTH):
         return reject("too_deep", f"JSON nested more than {MAX_JSON_DEPTH} levels", elevator)
     try:
         raw = _decode_object(payload)

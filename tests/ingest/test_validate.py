@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.protocol import topic_for
+from core.stored_json import depth_exceeds
 from ingest.validate import (
     MAX_JSON_DEPTH,
     OVERSIZED_PREFIX_BYTES,
@@ -18,7 +19,6 @@ from ingest.validate import (
     Rejected,
     Sample,
     Status,
-    json_depth_exceeds,
     validate,
 )
 from simulators.bad_input import bad_message
@@ -244,8 +244,8 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
 def test_depth_scan_is_linear_on_an_unterminated_string_of_escapes() -> None:
     payload = b"[" * (MAX_JSON_DEPTH + 1) + b'"' + b'\\"' * 30_000
     started = dt.datetime.now()
-    assert json_depth_exceeds(payload, MAX_JSON_DEPTH)
-    assert json_depth_exceeds(b"[1," + payload, MAX_JSON_DEPTH)
+    assert depth_exceeds(payload, MAX_JSON_DEPTH)
+    assert depth_exceeds(b"[1," + payload, MAX_JSON_DEPTH)
     assert (dt.datetime.now() - started).total_seconds() < 1.0
 
 
@@ -255,7 +255,7 @@ def test_depth_scan_agrees_with_the_structure(value: object) -> None:
         return 1 + max(map(depth, v), default=0) if isinstance(v, list) else 0
 
     payload = json.dumps(value).encode()
-    assert json_depth_exceeds(payload, 3) == (depth(value) > 3)
+    assert depth_exceeds(payload, 3) == (depth(value) > 3)
 
 
 def test_device_time_older_than_the_bound_is_stale() -> None:
