@@ -120,6 +120,15 @@ def _deadlines(
     )
 
 
+def _deadline_details(
+    ack_due: dt.datetime | None, on_site_due: dt.datetime | None
+) -> dict[str, str]:
+    """The escalation deadlines an event sets, as its details record them for the audit."""
+    if ack_due is None or on_site_due is None:
+        return {}
+    return {"ack_due_at": _iso(ack_due), "on_site_due_at": _iso(on_site_due)}
+
+
 def apply_signal(
     conn: psycopg.Connection[Any], signal: AlertSignal, thresholds: Mapping[str, float]
 ) -> AlertEventRecord | None:
@@ -151,7 +160,8 @@ def _raise(
                  signal.at, ack_due, on_site_due, Jsonb(dict(signal.details))),
             ).fetchone()  # fmt: skip
             if opened is not None:
-                return _insert_event(cur, opened, "opened", signal.at, signal.details)
+                details = {**signal.details, **_deadline_details(ack_due, on_site_due)}
+                return _insert_event(cur, opened, "opened", signal.at, details)
             # Another writer opened it between our read and insert: update that one instead.
             return _raise(conn, signal, thresholds)
         higher = SEVERITY_RANK[signal.severity] > SEVERITY_RANK[Severity(current["severity"])]
@@ -166,10 +176,13 @@ def _raise(
             (signal.at, severity, 1 if reactivated else 0, ack_due, on_site_due, current["id"]),
         ).fetchone()
         updated = _one(updated)
+        # Deadlines are set once (coalesce): the event that sets them records them.
+        deadlines = _deadline_details(ack_due, on_site_due) if current["ack_due_at"] is None else {}
         if reactivated:
-            return _insert_event(cur, updated, "reactivated", signal.at, signal.details)
+            details = {**signal.details, **deadlines}
+            return _insert_event(cur, updated, "reactivated", signal.at, details)
         if higher:
-            details = {**signal.details, "severity_from": current["severity"]}
+            details = {**signal.details, "severity_from": current["severity"], **deadlines}
             return _insert_event(cur, updated, "updated", signal.at, details)
         return None
 

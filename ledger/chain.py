@@ -176,6 +176,28 @@ class ChainClient:
             for log in logs
         ]
 
+    def block_timestamp(self, block_number: int) -> int:
+        """The Unix time of a block, as the chain recorded it."""
+        block = self._call("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block_number))
+        return int(block["timestamp"])
+
+    def anchor_call(self, tx_hash: bytes) -> tuple[int, bytes, list[bytes]] | None:
+        """(newSize, newRoot, proof) of a mined `anchor` transaction to this contract, as
+        sent on chain; None when the transaction is not such a call."""
+        contract = self._contract()
+        tx = self._call(
+            "eth_getTransactionByHash", lambda: self.w3.eth.get_transaction(HexBytes(tx_hash))
+        )
+        if str(tx.get("to") or "").lower() != str(self.address).lower():
+            return None
+        try:
+            function, args = contract.decode_function_input(tx["input"])
+        except ValueError:
+            return None
+        if function.fn_name != "anchor":
+            return None
+        return int(args["newSize"]), bytes(args["newRoot"]), [bytes(p) for p in args["proof"]]
+
     def has_role(self, role: str, account: str) -> bool:
         """Whether `account` holds `role` (e.g. "ANCHORER_ROLE")."""
         contract = self._contract()

@@ -72,6 +72,12 @@ class MerkleLog:
             self.levels[height + 1].append(hash_children(level[-2], level[-1]))
             height += 1
 
+    def subtree_root(self, start: int, end: int) -> bytes:
+        """MTH of leaves [start, end) of this log."""
+        if not 0 <= start <= end <= len(self):
+            raise ValueError(f"leaves {start}..{end} outside 0..{len(self)}")
+        return self._subtree(start, end)
+
     def _subtree(self, start: int, end: int) -> bytes:
         """MTH of leaves [start, end)."""
         size = end - start
@@ -124,6 +130,27 @@ class MerkleLog:
                     self._subtree(start + k, end)]  # fmt: skip
         return [*self._subproof(m - k, start + k, end, complete=False),
                 self._subtree(start, start + k)]  # fmt: skip
+
+
+def consistency_proof_ranges(first: int, second: int) -> list[tuple[int, int]]:
+    """The leaf range [start, end) whose subtree hash each node of PROOF(first, second) is,
+    in proof order (RFC 9162 §2.1.4.1), so a proof read from the chain can be compared node
+    by node with the subtrees of a stored log."""
+    if not 0 < first <= second:
+        raise ValueError(f"no consistency proof from {first} to {second}")
+    if first == second:
+        return []
+    return _subproof_ranges(first, 0, second, complete=True)
+
+
+def _subproof_ranges(m: int, start: int, end: int, *, complete: bool) -> list[tuple[int, int]]:
+    size = end - start
+    if m == size:
+        return [] if complete else [(start, end)]
+    k = split_point(size)
+    if m <= k:
+        return [*_subproof_ranges(m, start, start + k, complete=complete), (start + k, end)]
+    return [*_subproof_ranges(m - k, start + k, end, complete=False), (start, start + k)]
 
 
 def verify_inclusion(

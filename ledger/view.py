@@ -19,7 +19,7 @@ import psycopg
 
 from ledger.chain import AnchoredEvent, ChainClient
 from ledger.merkle import MerkleLog
-from ledger.verify import EntryReport, LogReport, verify_entry, verify_log
+from ledger.verify import DEFAULT_BACKDATE_S, EntryReport, LogReport, verify_entry, verify_log
 
 EVENTS_REFRESH_S: Final = 1.0
 
@@ -27,9 +27,16 @@ EVENTS_REFRESH_S: Final = 1.0
 class LedgerView:
     """Cached ledger state for one anchor contract."""
 
-    def __init__(self, chain: ChainClient, *, chain_id: int | None = None) -> None:
+    def __init__(
+        self,
+        chain: ChainClient,
+        *,
+        chain_id: int | None = None,
+        backdate_s: float = DEFAULT_BACKDATE_S,
+    ) -> None:
         self.chain = chain
-        self.chain_id = chain_id
+        self.chain_id = chain_id  # the chain id the audit trusts
+        self.backdate_s = backdate_s
         self._log = MerkleLog()
         self._events: list[AnchoredEvent] = []
         self._next_block = 0
@@ -81,4 +88,4 @@ class LedgerView:
 
     def verify_log(self, conn: psycopg.Connection[Any]) -> LogReport:
         """Audit the whole log (see `ledger.verify.verify_log`); always reads everything."""
-        return verify_log(conn, self.chain)
+        return verify_log(conn, self.chain, chain_id=self.chain_id, backdate_s=self.backdate_s)

@@ -35,11 +35,22 @@ _CREATED_AT: Final = (
 
 
 class ProblemOut(BaseModel):
-    """One thing that does not verify."""
+    """One thing that does not verify: the entry (`seq`), and for an alert row that differs
+    from its entries or a source row without an entry, that row."""
 
     seq: int | None
     kind: str
     detail: str
+    alert_id: int | None = None
+    source_table: str | None = None
+    source_id: int | None = None
+
+    @classmethod
+    def of(cls, problem: Any) -> ProblemOut:
+        """From a `ledger.verify.Problem`."""
+        return cls(seq=problem.seq, kind=problem.kind, detail=problem.detail,
+                   alert_id=problem.alert_id, source_table=problem.source_table,
+                   source_id=problem.source_id)  # fmt: skip
 
 
 class AnchorOut(BaseModel):
@@ -152,7 +163,7 @@ def get_entry(seq: Seq, conn: Conn, context: Context, user: Auditor) -> EntryPro
         content_hash=_hex(row["content_hash"]), leaf_hash=_hex(row["leaf_hash"]),
         created_at=row["created_at"], anchored=report.anchored_size is not None, anchor=anchor,
         proof=[_hex(node) for node in report.proof], signed=report.signed, verified=report.ok,
-        problems=[ProblemOut(seq=p.seq, kind=p.kind, detail=p.detail) for p in report.problems],
+        problems=[ProblemOut.of(p) for p in report.problems],
     )  # fmt: skip
 
 
@@ -208,8 +219,10 @@ def get_trail(
 
 @router.post("/verify", responses=error_responses(401, 403, 503))
 async def verify_whole_log(context: Context, user: Auditor) -> LogReportOut:
-    """Audit the whole log: every seq present, every leaf recomputed, every source row
-    compared, every anchored root matched against the chain; problems name each entry.
+    """Audit the whole log against the pinned contract: every seq present, every leaf
+    recomputed, every source row compared, every alert row re-derived from its entries,
+    every source row without an entry, every back-dated record, every anchored root matched
+    (a mismatch located); problems name each entry, alert or row.
 
     One verification runs at a time, in a worker thread: a request made while one runs
     waits for it and gets its report (`started_at` says when it began)."""
@@ -227,6 +240,6 @@ async def verify_whole_log(context: Context, user: Auditor) -> LogReportOut:
     return LogReportOut(
         entries=report.entries, anchored_size=report.anchored_size,
         anchors_checked=report.anchors_checked, ok=report.ok,
-        problems=[ProblemOut(seq=p.seq, kind=p.kind, detail=p.detail) for p in report.problems],
+        problems=[ProblemOut.of(p) for p in report.problems],
         started_at=finished.started_at, finished_at=finished.finished_at,
     )  # fmt: skip
