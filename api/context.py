@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class NoContract(Exception):  # noqa: N818 - reads as the state it reports
-    """No anchor contract is recorded for the configured chain."""
+    """No anchor contract is pinned for the configured chain."""
 
 
 @dataclass
@@ -48,29 +48,28 @@ class ApiContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ledger_view(self, conn: psycopg.Connection[Any]) -> LedgerView:
-        """The view of the contract currently recorded for the chain (replaced when the
-        recorded deployment changes, e.g. after a redeploy on a fresh chain)."""
+        """The view of the pinned anchor contract (`LIFTLEDGER_CONTRACT_ADDRESS`, or the local
+        stack's pin; `ledger.pin`), never of a contract the database records."""
         from ledger.chain import ChainClient  # noqa: PLC0415 - web3 loads on first use
+        from ledger.pin import pinned_contract  # noqa: PLC0415
         from ledger.view import LedgerView  # noqa: PLC0415
 
         with self._lock:
             if self._chain_id is None:
                 self._chain_id = ChainClient(self.settings.resolved_chain_url()).chain_id()
-            row = conn.execute(
-                "SELECT address FROM contract_deployments WHERE chain_id = %s "
-                "ORDER BY id DESC LIMIT 1",
-                (self._chain_id,),
-            ).fetchone()
-            if row is None:
+            address = pinned_contract(self.settings, self.settings.resolved_database_url())
+            if address is None:
                 raise NoContract(
-                    "no anchor contract is recorded for the chain: run "
-                    "`liftledger contracts deploy`"
+                    "no anchor contract is pinned: set LIFTLEDGER_CONTRACT_ADDRESS "
+                    "(`liftledger contracts deploy` pins the one it deploys on the local stack)"
                 )
-            address = str(row[0])
             current = self._ledger
             if current is None or (current.address or "").lower() != address.lower():
                 chain = ChainClient(self.settings.resolved_chain_url(), contract_address=address)
-                current = self._ledger = LedgerView(chain, chain_id=self._chain_id)
+                current = self._ledger = LedgerView(
+                    chain, chain_id=self.settings.chain_id,
+                    backdate_s=self.settings.audit_backdate_s,
+                )  # fmt: skip
             return current
 
     def signing_domain(self, conn: psycopg.Connection[Any]) -> SigningDomain:
@@ -79,5 +78,5 @@ class ApiContext:
 
         view = self.ledger_view(conn)
         if self._chain_id is None or view.address is None:
-            raise NoContract("no anchor contract is recorded for the chain")
+            raise NoContract("no anchor contract is pinned for the chain")
         return SigningDomain(self._chain_id, view.address)

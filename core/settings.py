@@ -107,6 +107,12 @@ class Settings(BaseSettings):
 
     telemetry_chunk_hours: int = Field(default=24, ge=1, le=24 * 28)
 
+    # The anchor contract the audit trusts on the chain of `chain_id` (docs/ledger.md); never
+    # taken from the database being audited. Unset in development: `contracts deploy` pins it.
+    contract_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    # An entry whose record time is this much older than the ledger's time is back-dated.
+    audit_backdate_s: float = Field(default=86_400.0, ge=60.0, le=400 * 86_400.0)
+
     # The API's own defences (docs/api.md, docs/security-api.md).
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     api_request_read_timeout_s: float = Field(default=20.0, gt=0, le=300)
@@ -208,7 +214,7 @@ def _is_local_url(url: str, port: int) -> bool:
 
 
 def _generate_secret(name: str) -> str:
-    if name == "anchorer_key":
+    if name.endswith("_key"):
         # secp256k1 keys must be below the group order; 32 random bytes are, with
         # overwhelming probability, and eth_account rejects the rare exception loudly.
         return secrets.token_hex(32)
@@ -236,6 +242,14 @@ def _dev_secret(secrets_dir: Path, name: str) -> str:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(value + "\n")
     return value
+
+
+def development_key(settings: Settings, name: str) -> str:
+    """A key generated for the local stack (`<data_dir>/secrets/<name>`, 0600), such as the
+    anchor contract's development admin; refused in production, which names its own."""
+    if settings.env == "production":
+        raise ConfigError(f"{name}: production generates no keys; configure it explicitly")
+    return _dev_secret(settings.secrets_dir, name)
 
 
 def weak_secret_problem(name: str, value: str) -> str | None:

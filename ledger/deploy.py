@@ -1,8 +1,12 @@
-"""Deploying the anchor contract and finding the deployment in use.
+"""Deploying the anchor contract and recording it.
 
 `deploy_contract` signs the creation transaction with the anchorer key, waits for its receipt
-and records the address in `contract_deployments`, where every other process (anchorer, API,
-`liftledger audit verify`) looks it up for the chain it talks to.
+and records the address in `contract_deployments`. The constructor grants `ANCHORER_ROLE` to
+the anchorer key and `DEFAULT_ADMIN_ROLE` to the admin; the deployer itself keeps no role.
+`liftledger contracts deploy` always names an admin other than the anchorer (a development
+admin key on the local stack, `--admin` in production), so the key the platform holds can
+anchor and nothing else. The audit never follows the recorded row: it reads the pinned
+contract (`ledger.pin`) and reports a database that records another one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from eth_account import Account
 from ledger.chain import ChainClient, ChainRefused, ChainUnavailable
 
 RECEIPT_TIMEOUT_S: Final = 60.0
+# The development admin's key on the local stack (`<data_dir>/secrets/contract_admin_key`).
+ADMIN_KEY_NAME: Final = "contract_admin_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +37,23 @@ class Deployment:
 
 
 def deploy_contract(
-    conn: psycopg.Connection[Any], chain: ChainClient, *, key: str, admin: str | None = None
+    conn: psycopg.Connection[Any],
+    chain: ChainClient,
+    *,
+    key: str,
+    admin: str | None = None,
+    separate_admin: bool = False,
 ) -> Deployment:
     """Deploy a new anchor contract; the anchorer key gets ANCHORER_ROLE (and admin, unless
-    another admin address is given), and the deployment is recorded."""
+    another admin address is given), and the deployment is recorded. With `separate_admin`
+    an admin that is the anchorer itself is refused."""
     anchorer = Account.from_key(key).address
     admin = admin or anchorer
+    if separate_admin and admin.lower() == anchorer.lower():
+        raise ChainRefused(
+            f"the admin {admin} is the anchorer key: name another admin, so the anchorer key "
+            "can only anchor"
+        )
     signed = chain.sign_deploy(key, admin=admin, anchorer=anchorer, nonce=chain.nonce(anchorer))
     chain.send_raw(signed.raw, signed.tx_hash)
     receipt = wait_for_receipt(chain, signed.tx_hash, RECEIPT_TIMEOUT_S)

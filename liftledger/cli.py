@@ -36,7 +36,7 @@ from core.registry import (
     import_registry,
     upsert_registry,
 )
-from core.settings import Settings, load_settings
+from core.settings import Settings, development_key, load_settings
 from ingest.collector import CollectorConfig
 from ingest.service import run_collector
 from liftledger import stack
@@ -433,29 +433,60 @@ def _chain_for(conn: psycopg.Connection[Any], url: str, address: str | None) -> 
     return ChainClient(url, contract_address=address)
 
 
-def cmd_contracts_deploy(args: argparse.Namespace, settings: Settings) -> int:
-    """Deploy the anchor contract and record its address for the other processes."""
+def _pinned_chain(
+    settings: Settings, database_url: str, url: str, address: str | None
+) -> ChainClient:
+    """The chain client of the contract the audit trusts: `--contract`, else the pinned one
+    (`ledger.pin`); never the contract the audited database records."""
     from ledger.chain import ChainClient  # noqa: PLC0415
-    from ledger.deploy import deploy_contract  # noqa: PLC0415
+    from ledger.pin import pinned_contract  # noqa: PLC0415
 
+    address = address or pinned_contract(settings, database_url)
+    if address is None:
+        raise ConfigError(
+            "no anchor contract is pinned: pass --contract ADDRESS (the address published "
+            "when the contract was deployed) or set LIFTLEDGER_CONTRACT_ADDRESS"
+        )
+    return ChainClient(url, contract_address=address)
+
+
+def cmd_contracts_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    """Deploy the anchor contract, record it and pin it for this stack's database."""
+    from eth_account import Account  # noqa: PLC0415
+
+    from ledger.chain import ChainClient  # noqa: PLC0415
+    from ledger.deploy import ADMIN_KEY_NAME, deploy_contract  # noqa: PLC0415
+    from ledger.pin import write_pin  # noqa: PLC0415
+
+    key = settings.secret("anchorer_key")
+    admin = args.admin
+    if admin is None:
+        if settings.env == "production":
+            raise ConfigError("pass --admin ADDRESS: the contract's admin (e.g. a multisig)")
+        admin = Account.from_key(development_key(settings, ADMIN_KEY_NAME)).address
+    database_url = settings.resolved_database_url()
     with _database_connection(settings) as conn:
         chain = ChainClient(settings.resolved_chain_url())
-        deployment = deploy_contract(
-            conn, chain, key=settings.secret("anchorer_key"), admin=args.admin
-        )
+        deployment = deploy_contract(conn, chain, key=key, admin=admin, separate_admin=True)
     _say(f"anchor contract {deployment.address} on chain {deployment.chain_id}")
     _say(
         f"block {deployment.block_number}; admin {deployment.admin}; anchorer {deployment.anchorer}"
     )
+    if settings.env != "production" and settings.contract_address is None:
+        pinned = write_pin(settings, database_url, deployment.chain_id, deployment.address)
+        _say(f"pinned for this stack's database in {pinned}")
+    _say(f"export LIFTLEDGER_CONTRACT_ADDRESS={deployment.address}")
     return 0
 
 
 def cmd_anchorer(args: argparse.Namespace, settings: Settings) -> int:
     """Anchor the ledger's Merkle head on chain, one transaction per batch."""
     from ledger.anchorer import Anchorer, AnchorerConfig  # noqa: PLC0415
+    from ledger.pin import pinned_contract  # noqa: PLC0415
 
+    pinned = pinned_contract(settings, settings.resolved_database_url())
     with _database_connection(settings) as conn:
-        chain = _chain_for(conn, settings.resolved_chain_url(), None)
+        chain = _chain_for(conn, settings.resolved_chain_url(), pinned)
     config = AnchorerConfig(
         batch_s=args.batch_seconds,
         batch_entries=args.batch_entries,
@@ -476,17 +507,20 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     database_url = args.database_url or settings.resolved_database_url()
     chain_url = args.chain_url or settings.resolved_chain_url()
+    chain = _pinned_chain(settings, database_url, chain_url, args.contract)
     with translate_connect_errors(database_url):
         conn = psycopg.connect(libpq_url(database_url), connect_timeout=5)
     with conn:
-        chain = _chain_for(conn, chain_url, args.contract)
         if not chain.code_matches_artifact():
             _say(f"warning: the code at {chain.address} is not the LiftLedger anchor contract")
         if args.entry is not None:
             entry = verify_entry(conn, chain, args.entry)
             _say(entry.render())
             return 0 if entry.ok else 1
-        report = verify_log(conn, chain)
+        report = verify_log(
+            conn, chain, chain_id=args.chain_id or settings.chain_id,
+            backdate_s=settings.audit_backdate_s,
+        )  # fmt: skip
     _say(report.render())
     return 0 if report.ok else 1
 
@@ -496,7 +530,11 @@ def _add_ledger_commands(commands: Any) -> None:
     contracts = commands.add_parser("contracts", help="the anchor contract")
     contract_commands = contracts.add_subparsers(dest="contracts_command", required=True)
     deploy = contract_commands.add_parser("deploy", help=cmd_contracts_deploy.__doc__)
-    deploy.add_argument("--admin", help="admin address (default: the anchorer's)")
+    deploy.add_argument(
+        "--admin",
+        help="admin address, not the anchorer's (default outside production: a generated "
+        "development admin key in the data folder)",
+    )
     deploy.set_defaults(handler=cmd_contracts_deploy)
 
     anchorer = commands.add_parser("anchorer", help=cmd_anchorer.__doc__)
@@ -510,7 +548,14 @@ def _add_ledger_commands(commands: Any) -> None:
     verify.add_argument("--entry", type=int, help="verify this seq only")
     verify.add_argument("--database-url", help="the database to audit (default: settings)")
     verify.add_argument("--chain-url", help="the chain's JSON-RPC URL (default: settings)")
-    verify.add_argument("--contract", help="contract address (default: the recorded one)")
+    verify.add_argument(
+        "--contract",
+        help="the contract address to trust (default: LIFTLEDGER_CONTRACT_ADDRESS, or the "
+        "local stack's pin; never the one the audited database records)",
+    )
+    verify.add_argument(
+        "--chain-id", type=int, help="the chain id to trust (default: LIFTLEDGER_CHAIN_ID)"
+    )
     verify.set_defaults(handler=cmd_audit_verify)
 
 

@@ -35,7 +35,7 @@ from core.db import create_engine_from_url, libpq_url, redacted, session_factory
 from core.errors import StackError
 from core.migrate import upgrade
 from core.registry import SAMPLE_REGISTRY, elevator_topics, import_registry
-from core.settings import Settings
+from core.settings import Settings, development_key
 from liftledger import stack
 
 STATUS_EVERY_S: Final = 5.0
@@ -133,18 +133,31 @@ def _ensure_people(settings: Settings) -> None:
 
 def _ensure_contract(settings: Settings, say: Say) -> None:
     # web3 takes seconds to import; only this step needs it.
+    from eth_account import Account  # noqa: PLC0415
+
     from ledger.chain import ChainClient  # noqa: PLC0415
-    from ledger.deploy import current_deployment, deploy_contract  # noqa: PLC0415
+    from ledger.deploy import ADMIN_KEY_NAME, deploy_contract  # noqa: PLC0415
+    from ledger.pin import pinned_contract, write_pin  # noqa: PLC0415
 
     chain = ChainClient(settings.resolved_chain_url())
-    with psycopg.connect(libpq_url(settings.resolved_database_url()), autocommit=True) as conn:
-        deployment = current_deployment(conn, chain.chain_id())
-        if deployment is not None:
-            recorded = ChainClient(chain.url, contract_address=deployment.address)
-            if recorded.code_matches_artifact():
-                say(f"anchor contract: {deployment.address}")
+    database_url = settings.resolved_database_url()
+    pinned = pinned_contract(settings, database_url)
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        # The pin is reused when this database deployed it and the code is the contract's.
+        if pinned is not None:
+            ours = conn.execute(
+                "SELECT 1 FROM contract_deployments WHERE lower(address) = lower(%s)", (pinned,)
+            ).fetchone()
+            recorded = ChainClient(chain.url, contract_address=pinned)
+            if ours is not None and recorded.code_matches_artifact():
+                say(f"anchor contract: {pinned}")
                 return
-        deployment = deploy_contract(conn, chain, key=settings.secret("anchorer_key"))
+        admin = Account.from_key(development_key(settings, ADMIN_KEY_NAME)).address
+        deployment = deploy_contract(
+            conn, chain, key=settings.secret("anchorer_key"), admin=admin, separate_admin=True
+        )
+    if settings.contract_address is None:
+        write_pin(settings, database_url, deployment.chain_id, deployment.address)
     say(f"anchor contract: {deployment.address} (deployed now)")
 
 
@@ -226,7 +239,7 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Say) -> int:
     """Run the demo until Ctrl-C (or `run_for_s`); returns the exit status."""
     prepare(settings, say)
     from ledger.chain import ChainClient  # noqa: PLC0415
-    from ledger.deploy import current_deployment  # noqa: PLC0415
+    from ledger.pin import pinned_contract  # noqa: PLC0415
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -240,11 +253,10 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Say) -> int:
         _wait_for_api(settings, services)
         _where_to_look(settings, options, say)
         with psycopg.connect(libpq_url(settings.resolved_database_url()), autocommit=True) as conn:
-            chain = ChainClient(settings.resolved_chain_url())
-            deployment = current_deployment(conn, chain.chain_id())
-            if deployment is None:
-                raise StackError("the anchor contract disappeared from the database")
-            chain = ChainClient(chain.url, contract_address=deployment.address)
+            pinned = pinned_contract(settings, settings.resolved_database_url())
+            if pinned is None:
+                raise StackError("the anchor contract's pin disappeared from the data folder")
+            chain = ChainClient(settings.resolved_chain_url(), contract_address=pinned)
             while not stop.wait(STATUS_EVERY_S):
                 dead = [c for c in services if c.exited() is not None]
                 if dead:
