@@ -23,6 +23,7 @@ from accounts.tokens import issue_token
 from accounts.users import create_user
 from api.app import create_app
 from api.service import server_config
+from core.db import libpq_url
 from core.faults import FAULT_TYPES
 from core.settings import Settings, load_settings
 from tests.integration.cli_helpers import free_port
@@ -31,7 +32,10 @@ from tests.integration.cli_helpers import free_port
 @contextmanager
 def running_api(stack_settings: Settings, database_url: str, **overrides: Any) -> Iterator[str]:
     """Serve the API on the test database, configured as `liftledger api` serves it (with
-    setting `overrides`); yields its base URL."""
+    setting `overrides`); yields its base URL. Unless `contract_address` is given, the API
+    is pinned, as an operator would pin it, to the contract last deployed for this database."""
+    if "contract_address" not in overrides:
+        overrides["contract_address"] = _last_deployed(stack_settings, database_url)
     settings = load_settings(database_url=database_url, **overrides)
     port = free_port()
     config = server_config(
@@ -51,6 +55,15 @@ def running_api(stack_settings: Settings, database_url: str, **overrides: Any) -
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def _last_deployed(stack_settings: Settings, database_url: str) -> str | None:
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        row = conn.execute(
+            "SELECT address FROM contract_deployments WHERE chain_id = %s ORDER BY id DESC LIMIT 1",
+            (stack_settings.chain_id,),
+        ).fetchone()
+    return str(row[0]) if row else None
 
 
 @dataclass(frozen=True)
