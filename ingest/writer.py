@@ -242,38 +242,33 @@ class BatchWriter:
         conn = self._connection()
         try:
             return self._write(conn, batch)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self.close()
-            raise DatabaseUnavailable(_first_line(exc)) from exc
-        except psycopg.Error as exc:
-            if _lost(conn):
-                self.close()
-                raise DatabaseUnavailable(_first_line(exc)) from exc
-        except Exception:
-            # Not the database's refusal but an error in our own handling of some message
-            # (a bug a hostile payload found): contain it to that message.
-            log.exception("a batch of %d messages failed; writing them one by one", _size(batch))
+        except Exception as exc:
+            self._raise_if_unavailable(conn, exc)
             if self._detection is not None:
                 self._detection.invalidate()
-            return self._write_each(conn, batch)
-        if self._detection is not None:
-            self._detection.invalidate()
+            if not isinstance(exc, psycopg.Error):
+                # Not the database's refusal but an error in our own handling of some message
+                # (a bug a hostile payload found): contain it to that message.
+                log.exception(
+                    "a batch of %d messages failed; writing them one by one", _size(batch)
+                )
+                return self._write_each(conn, batch)
         # The database refused a value that passed validation: find it, dead-letter it, and
         # commit the rest, so one bad row never blocks the stream.
         try:
-            isolated = self._isolate_refused(conn, batch)
-            return self._write(conn, isolated)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self.close()
-            raise DatabaseUnavailable(_first_line(exc)) from exc
+            return self._write(conn, self._isolate_refused(conn, batch))
         except Exception as exc:
-            if _lost(conn):
-                self.close()
-                raise DatabaseUnavailable(_first_line(exc)) from exc
+            self._raise_if_unavailable(conn, exc)
             log.exception("an isolated batch still failed; writing it one by one")
             if self._detection is not None:
                 self._detection.invalidate()
             return self._write_each(conn, batch)
+
+    def _raise_if_unavailable(self, conn: psycopg.Connection[Any], exc: Exception) -> None:
+        """Raise `DatabaseUnavailable` when `exc` means the database, not the data, failed."""
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or _lost(conn):
+            self.close()
+            raise DatabaseUnavailable(_first_line(exc)) from exc
 
     def _write_each(self, conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
         """The slow path after an unexpected error: each message in its own transaction.
@@ -289,13 +284,8 @@ class BatchWriter:
             item: Sample | Event = single.samples[0] if single.samples else single.events[0]
             try:
                 result = self._write(conn, single)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self.close()
-                raise DatabaseUnavailable(_first_line(exc)) from exc
             except Exception as exc:
-                if _lost(conn):
-                    self.close()
-                    raise DatabaseUnavailable(_first_line(exc)) from exc
+                self._raise_if_unavailable(conn, exc)
                 if self._detection is not None:
                     self._detection.invalidate()
                 log.warning(
@@ -312,13 +302,8 @@ class BatchWriter:
         rest = Batch(statuses=batch.statuses, rejected=rejected)
         try:
             alert_events += self._write(conn, rest).alert_events
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self.close()
-            raise DatabaseUnavailable(_first_line(exc)) from exc
         except Exception as exc:
-            if _lost(conn):
-                self.close()
-                raise DatabaseUnavailable(_first_line(exc)) from exc
+            self._raise_if_unavailable(conn, exc)
             log.exception("detection over statuses and dead letters failed; stored without it")
             if self._detection is not None:
                 self._detection.invalidate()

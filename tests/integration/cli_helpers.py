@@ -20,15 +20,18 @@ def free_port() -> int:
 
 
 # The stack's ports stay: the suite must run beside another copy of the stack on other ports.
-KEPT = ("LIFTLEDGER_PG_PORT", "LIFTLEDGER_MQTT_PORT", "LIFTLEDGER_CHAIN_PORT", "LIFTLEDGER_API_PORT")
+KEPT = (
+    "LIFTLEDGER_PG_PORT",
+    "LIFTLEDGER_MQTT_PORT",
+    "LIFTLEDGER_CHAIN_PORT",
+    "LIFTLEDGER_API_PORT",
+)
 
 
 def clean_environment(**overrides: str) -> dict[str, str]:
     """The current environment without LIFTLEDGER_* variables but the stack's ports, plus
     `overrides`."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("LIFTLEDGER_") or k in KEPT
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFTLEDGER_") or k in KEPT}
     env["PYTHONPATH"] = str(REPO)
     env.update(overrides)
     return env
