@@ -6,6 +6,7 @@ the site checks live in `require_site`, which every route touching one elevator 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
@@ -107,6 +108,27 @@ def _role_in(*roles: str) -> Any:
 # Who may do what (SPEC §6): crew acts on its sites; supervisors read everything; admins manage.
 Reader = CurrentUser  # any role; lists are limited to the caller's sites
 Auditor = Annotated[UserRecord, _role_in("supervisor", "admin")]
+
+
+async def get_auditor_briefly(
+    context: Context, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> UserRecord:
+    """A supervisor or admin, checked with a connection held only for the check: for a
+    route that then waits (a shared job) without needing the database itself."""
+    claims = bearer_claims(context, token)
+
+    def load() -> UserRecord | None:
+        with context.pool.connection() as conn:
+            return get_user(conn, claims.username)
+
+    async with context.database_slots:
+        user = active_user(await asyncio.to_thread(load), claims)
+    if user.role not in {"supervisor", "admin"}:
+        raise forbidden(f"this needs the role supervisor or admin; you are {user.role}")
+    return user
+
+
+WaitingAuditor = Annotated[UserRecord, Depends(get_auditor_briefly)]
 Admin = Annotated[UserRecord, _role_in("admin")]
 CrewMember = Annotated[UserRecord, _role_in("crew")]
 

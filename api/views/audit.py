@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
-from api.deps import Auditor, Conn, Context
+from api.deps import Auditor, Conn, Context, WaitingAuditor
 from api.errors import ApiError, error_responses, not_found
 from api.pagination import Cursor, Limit, Page, cut, int_cursor
 from core.stored_json import StoredJsonError, decode_object, report_unreadable
@@ -218,14 +218,15 @@ def get_trail(
 
 
 @router.post("/verify", responses=error_responses(401, 403, 503))
-async def verify_whole_log(context: Context, user: Auditor) -> LogReportOut:
+async def verify_whole_log(context: Context, user: WaitingAuditor) -> LogReportOut:
     """Audit the whole log against the pinned contract: every seq present, every leaf
     recomputed, every source row compared, every alert row re-derived from its entries,
     every source row without an entry, every back-dated record, every anchored root matched
     (a mismatch located); problems name each entry, alert or row.
 
     One verification runs at a time, in a worker thread: a request made while one runs
-    waits for it and gets its report (`started_at` says when it began)."""
+    waits for it and gets its report (`started_at` says when it began). Waiting holds no
+    database connection."""
 
     def verify() -> Any:
         with context.pool.connection() as conn, _chain_errors():
