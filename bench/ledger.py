@@ -10,8 +10,8 @@
    its inclusion proof from the cached log and verify it, for 1,000 random entries of the
    1 M log. Target ≤ 5 ms.
 3. Whole-log audit: N alert events with their ledger entries in a fresh database, anchored,
-   then `verify_log` (hashes, prev links, source rows, every anchored root). Target ≥ 20,000
-   entries/s.
+   then `verify_log` (hashes, prev links, source rows, each alert re-derived from its events,
+   orphans, back-dating, every anchored root). Target ≥ 20,000 entries/s.
 """
 
 from __future__ import annotations
@@ -114,32 +114,34 @@ def _alert_events(conn: psycopg.Connection[Any], count: int) -> list[PendingEntr
     conn.execute(
         "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
         "rated_speed_mps, rated_load_kg) SELECT 'bench-' || n, 'bench', 'B', 1, 12, 1.75, 1000 "
-        "FROM generate_series(1, 100) n"
+        "FROM generate_series(1, %s) n",
+        (count,),
     )
     t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     conn.execute(
         "INSERT INTO alerts (elevator_id, site_id, type, severity, status, condition, opened_at, "
-        "last_active_at) SELECT 'bench-' || (n %% 100 + 1), 'bench', 'power_failure', 'major', "
-        "'resolved', 'cleared', %s + n * interval '1 minute', %s FROM generate_series(1, %s) n",
+        "last_active_at) SELECT 'bench-' || n, 'bench', 'power_failure', 'major', "
+        "'open', 'active', %s + n * interval '1 minute', %s FROM generate_series(1, %s) n",
         (t0, t0, count),
     )
     rows = conn.execute(
         "INSERT INTO alert_events (alert_id, time, kind, details) "
         "SELECT id, opened_at, 'opened', jsonb_build_object('power', 'battery') FROM alerts "
-        "ORDER BY id RETURNING id, alert_id, time"
+        "ORDER BY id RETURNING id, alert_id, time, "
+        "(SELECT elevator_id FROM alerts a WHERE a.id = alert_id)"
     ).fetchall()
     return [
         PendingEntry(
             "alert_event",
             "alert_events",
             event_id,
-            f"bench-{alert_id % 100 + 1}",
+            elevator,
             {
                 "alert_event_id": event_id,
                 "alert_id": alert_id,
                 "event": "opened",
                 "time": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "elevator": f"bench-{alert_id % 100 + 1}",
+                "elevator": elevator,
                 "site": "bench",
                 "type": "power_failure",
                 "severity": "major",
@@ -147,7 +149,7 @@ def _alert_events(conn: psycopg.Connection[Any], count: int) -> list[PendingEntr
                 "details": {"power": "battery"},
             },
         )
-        for event_id, alert_id, at in rows
+        for event_id, alert_id, at, elevator in rows
     ]
 
 
