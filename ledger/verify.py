@@ -425,14 +425,17 @@ class AlertStates:
             differ.insert(0, "opened (no `opened` entry)")
         if not differ:
             return None
-        text = "; ".join(
-            f"{name} {_shown(row.get(name))} in its row, {_shown(state.get(name))} in its entries"
-            for name in differ
-        )
-        return Problem(
-            int(state["seq"]), "alert_state", f"alert {alert_id} differs from its entries: {text}",
-            alert_id=alert_id,
-        )  # fmt: skip
+        # Every column is named; values are shown for the first few, so that a report on an
+        # alert rewritten wholesale stays readable (and bounded).
+        shown = [
+            f"{name} {bounded(repr(row.get(name)), 40)} in its row, "
+            f"{bounded(repr(state.get(name)), 40)} in its entries"
+            for name in differ[:ALERT_VALUES_SHOWN]
+        ]
+        if len(differ) > ALERT_VALUES_SHOWN:
+            shown.append("also " + ", ".join(differ[ALERT_VALUES_SHOWN:]))
+        text = bounded(f"alert {alert_id} differs from its entries: {'; '.join(shown)}", 380)
+        return Problem(int(state["seq"]), "alert_state", text, alert_id=alert_id)
 
     def left_over(self) -> list[Problem]:
         """Alerts with entries but no row."""
@@ -441,6 +444,9 @@ class AlertStates:
                     alert_id=alert_id)
             for alert_id, state in sorted(self.states.items())
         ]  # fmt: skip
+
+
+ALERT_VALUES_SHOWN = 2
 
 
 def _shown(value: Any) -> str:

@@ -447,4 +447,6 @@ def test_the_verifier_names_each_hostile_entry_by_seq(
         if name in UNREADABLE:
             assert (seq, "unreadable") in named, name
     assert (deep_source, "source_changed") in named
-    assert all(len(p.detail) < 400 for p in report.problems)
+    assert all(len(p.detail) < 400 for p in report.problems), [
+        p for p in report.problems if len(p.detail) >= 400
+    ]
