@@ -129,6 +129,37 @@ def test_a_body_within_the_limit_is_still_read(server: Server) -> None:
     assert response.json()["code"] == "invalid_input"
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("content_type", ["application/json", None])
+@pytest.mark.parametrize("opener", [b"[", b'{"a":'])
+def test_a_deeply_nested_json_body_is_refused_and_the_api_lives_on(
+    server: Server, content_type: str | None, opener: bytes
+) -> None:
+    # 100,000 levels in well under the size limit: enough to overflow the JSON decoder's C
+    # stack in a process whose recursion limit web3 raised.
+    body = opener * 100_000
+    headers = dict(server.admin.headers)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    response = server.http.post("/api/v1/elevators", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "too_deep"
+    assert response.json()["field"] == "body"
+    assert server.http.get("/healthz").status_code == 200
+
+
+@pytest.mark.integration
+def test_a_json_body_nested_within_the_bound_reaches_the_validation(server: Server) -> None:
+    nested = b"[" * 20 + b"]" * 20
+    response = server.http.post(
+        "/api/v1/elevators",
+        content=b'{"id": ' + nested + b"}",
+        headers={**server.admin.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] is not None
+
+
 # -- 2. sign-in rate limits ------------------------------------------------------------------
 
 
