@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # An entry whose record time is this much older than the ledger's time is back-dated.
     audit_backdate_s: float = Field(default=86_400.0, ge=60.0, le=400 * 86_400.0)
 
-    # The API's own defences (docs/api.md, docs/security-api.md).
+    # The API's own defences (docs/api.md, docs/security.md).
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     api_request_read_timeout_s: float = Field(default=20.0, gt=0, le=300)
     api_keep_alive_s: int = Field(default=5, ge=1, le=300)

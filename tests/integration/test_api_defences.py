@@ -1,5 +1,5 @@
 """The API defends itself: each test is an attack that worked before, sent to a real server
-on the test database, and the answer that now stops it (docs/security-api.md)."""
+on the test database, and the answer that now stops it (docs/security.md)."""
 
 from __future__ import annotations
 
