@@ -9,6 +9,7 @@ from alerts.mqtt_alerts import AlertPublisher
 from alerts.notifier import Notifier, NotifierConfig
 from core.credentials import PLATFORM_USERNAME, service_credentials
 from core.db import libpq_url
+from core.db_roles import check_service_connection, service_settings
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,12 @@ def run_notifier(
     stop: threading.Event,
     client_id: str = "liftledger-notifier",
 ) -> None:
-    """Run the notifier until `stop` is set."""
+    """Run the notifier until `stop` is set, connected as the notifier's database role."""
+    settings = service_settings(settings, "notifier")
+    check_service_connection(
+        settings.resolved_database_url(), "notifier", production=settings.env == "production",
+        stop=stop,
+    )  # fmt: skip
     creds = service_credentials(settings.secret("mqtt_secret"), PLATFORM_USERNAME)
     publisher = AlertPublisher(
         mqtt_url=settings.resolved_mqtt_url(),

@@ -27,6 +27,7 @@ from api.sign_in_limits import SignInLimiter, SignInPolicy
 from api.stream import AlertBroadcaster
 from api.views import alerts, audit, auth, elevators, maintenance, operations, reports, users
 from core.db import libpq_url
+from core.db_roles import check_service_connection, service_settings
 from core.settings import Settings, load_settings
 
 # A fixed-size pool: opening a connection (SCRAM authentication) takes milliseconds, which
@@ -47,7 +48,9 @@ Errors are JSON `{"code", "message", "field"}`; `code` is stable.
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The API application for `settings`; connects only when it starts serving."""
+    """The API application for `settings`; connects only when it starts serving, as the
+    API's database role."""
+    settings = service_settings(settings, "api")
     conninfo = libpq_url(settings.resolved_database_url())
     metrics = ApiMetrics()
     sign_in_policy = SignInPolicy(
@@ -59,6 +62,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(
+            check_service_connection, conninfo, "api", production=settings.env == "production"
+        )
         pool: ConnectionPool[psycopg.Connection[object]] = ConnectionPool(
             conninfo, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=POOL_TIMEOUT_S, open=False,
             # JIT compiling a one-elevator query costs more than the query itself.

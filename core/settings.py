@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     install_missing: bool = True
 
     database_url: str | None = None
+    # Each service's own database role (core/db_roles.py); unset on the local stack, where
+    # it is derived from `database_url`. Production needs all four (docs/database.md).
+    collector_database_url: str | None = None
+    notifier_database_url: str | None = None
+    anchorer_database_url: str | None = None
+    api_database_url: str | None = None
     mqtt_url: str | None = None
     chain_url: str | None = None
     api_url: str | None = None
@@ -126,7 +132,13 @@ class Settings(BaseSettings):
     # Dead letters older than this are deleted by the collectors (docs/ingest.md).
     dead_letter_retention_days: int = Field(default=30, ge=1, le=3_650)
 
-    @field_validator("database_url")
+    @field_validator(
+        "database_url",
+        "collector_database_url",
+        "notifier_database_url",
+        "anchorer_database_url",
+        "api_database_url",
+    )
     @classmethod
     def _database_url_is_postgres(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in {

@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from alerts.engine import DetectionEngine
 from core.credentials import collector_username, service_credentials
 from core.db import create_engine_from_url, libpq_url, session_factory
+from core.db_roles import check_service_connection, service_settings
 from core.models import Elevator
 from core.settings import Settings
 from ingest.collector import (
@@ -40,7 +41,12 @@ def run_collector(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
 ) -> None:
-    """Run one collector until `stop` is set."""
+    """Run one collector until `stop` is set, connected as the collector's database role."""
+    settings = service_settings(settings, "collector")
+    check_service_connection(
+        settings.resolved_database_url(), "collector", production=settings.env == "production",
+        stop=stop,
+    )  # fmt: skip
     engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
     sessions = session_factory(engine)
 

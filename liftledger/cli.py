@@ -24,6 +24,7 @@ from alerts.service import run_notifier
 from alerts.webhooks import active_subscriptions, add_subscription, remove_subscription
 from core.credentials import device_credentials
 from core.db import create_engine_from_url, libpq_url, session_factory, translate_connect_errors
+from core.db_roles import check_service_connection, service_settings
 from core.errors import ConfigError, LiftLedgerError, RegistryError
 from core.faults import FAULTS_BY_NAME, Severity
 from core.migrate import current_revision, head_revision, upgrade
@@ -484,6 +485,10 @@ def cmd_anchorer(args: argparse.Namespace, settings: Settings) -> int:
     from ledger.anchorer import Anchorer, AnchorerConfig  # noqa: PLC0415
     from ledger.pin import pinned_contract  # noqa: PLC0415
 
+    settings = service_settings(settings, "anchorer")
+    check_service_connection(
+        settings.resolved_database_url(), "anchorer", production=settings.env == "production"
+    )
     pinned = pinned_contract(settings, settings.resolved_database_url())
     with _database_connection(settings) as conn:
         chain = _chain_for(conn, settings.resolved_chain_url(), pinned)

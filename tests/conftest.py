@@ -3,8 +3,9 @@
 Unit tests need no service. Integration tests (`tests/integration`) talk to the real
 TimescaleDB, Mosquitto and Anvil that `liftledger stack up` starts (`make test` does that
 first); when a service does not answer they fail with the reason instead of skipping.
-Each test session works in its own database, `<name>_test`, migrated from scratch, and
-each database test runs inside a transaction that is rolled back.
+Each test session works in its own database, `<name>_test`, migrated from scratch (which
+grants the service roles their privileges), and each database test runs inside a transaction
+that is rolled back. Services under test connect as their own roles (`service_database_urls`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.db import create_engine_from_url, libpq_url
+from core.db_roles import SERVICES, Service, ensure_roles, service_database_url
 from core.migrate import upgrade
 from core.settings import Settings, load_settings
 from liftledger.stack.probe import service_report
@@ -45,6 +47,9 @@ def test_database_url(stack_settings: Settings) -> str:
     main_url = stack_settings.resolved_database_url()
     name = (urlsplit(main_url).path.lstrip("/") or "liftledger") + "_test"
     with psycopg.connect(libpq_url(main_url), autocommit=True) as conn:
+        if stack_settings.local_database:
+            # `stack up` creates them; again here for a stack started by older code.
+            ensure_roles(conn, stack_settings.secret("db_password"))
         database = sql.Identifier(name)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
@@ -55,6 +60,13 @@ def test_database_url(stack_settings: Settings) -> str:
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def service_database_urls(stack_settings: Settings, test_database_url: str) -> dict[Service, str]:
+    """The URL each service connects to the test database with: its own role."""
+    settings = stack_settings.model_copy(update={"database_url": test_database_url})
+    return {service: service_database_url(settings, service) for service in SERVICES}
 
 
 @pytest.fixture(scope="session")

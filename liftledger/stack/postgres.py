@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from core.db import libpq_url, translate_connect_errors
+from core.db_roles import ensure_roles
 from core.errors import StackError
 from core.settings import LOCAL_HOST, Settings
 from liftledger.stack.install import PostgresInstall
@@ -213,6 +214,7 @@ class LocalPostgres:
             log_file=self.log_file,
         )
         self.create_database(self._settings.pg_database)
+        self.ensure_roles()
 
     def _accepts_logins(self) -> bool:
         try:
@@ -249,6 +251,12 @@ class LocalPostgres:
             ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def ensure_roles(self) -> None:
+        """Create the schema's owner role and the services' login roles (core/db_roles.py),
+        with passwords derived from the database secret; the grants come with the migrations."""
+        with self._connect_maintenance() as conn:
+            ensure_roles(conn, self._settings.secret("db_password"))
 
     def drop_database(self, name: str) -> None:
         """Drop database `name` if it exists, disconnecting its sessions."""

@@ -77,20 +77,27 @@ def ledger(
         yield conn, chain, seqs
 
 
-def _anchor_all(conn: psycopg.Connection[Any], chain: ChainClient, key: str) -> None:
+@pytest.fixture
+def anchorer_url(service_database_urls: dict[str, str]) -> str:
+    """The anchorer's own database role, which the anchorer under test connects as."""
+    return libpq_url(service_database_urls["anchorer"])
+
+
+def _anchor_all(url: str, chain: ChainClient, key: str) -> None:
     anchorer = Anchorer(
-        conninfo="", chain=chain, key=key, config=AnchorerConfig(batch_entries=1, batch_s=0)
+        conninfo=url, chain=chain, key=key, config=AnchorerConfig(batch_entries=1, batch_s=0)
     )
-    conn.autocommit = True
-    assert anchorer.step(conn) == "anchored"
-    conn.autocommit = False
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert anchorer.step(conn) == "anchored"
 
 
 def test_the_anchorer_anchors_the_log_and_the_audit_passes(
-    ledger: tuple[psycopg.Connection[Any], ChainClient, list[int]], stack_settings: Settings
+    ledger: tuple[psycopg.Connection[Any], ChainClient, list[int]],
+    stack_settings: Settings,
+    anchorer_url: str,
 ) -> None:
     conn, chain, seqs = ledger
-    _anchor_all(conn, chain, stack_settings.secret("anchorer_key"))
+    _anchor_all(anchorer_url, chain, stack_settings.secret("anchorer_key"))
     size, _ = chain.head()
     assert size == seqs[-1] + 1
     row = conn.execute(
@@ -124,10 +131,12 @@ def _problems_after(
 
 @pytest.fixture
 def anchored(
-    ledger: tuple[psycopg.Connection[Any], ChainClient, list[int]], stack_settings: Settings
+    ledger: tuple[psycopg.Connection[Any], ChainClient, list[int]],
+    stack_settings: Settings,
+    anchorer_url: str,
 ) -> tuple[psycopg.Connection[Any], ChainClient, list[int]]:
     conn, chain, seqs = ledger
-    _anchor_all(conn, chain, stack_settings.secret("anchorer_key"))
+    _anchor_all(anchorer_url, chain, stack_settings.secret("anchorer_key"))
     return conn, chain, seqs
 
 
@@ -311,18 +320,18 @@ def test_anchorer_killed_before_the_receipt_anchors_the_batch_exactly_once(
 def test_entries_wait_while_the_chain_is_down_and_are_anchored_once_when_it_returns(
     ledger: tuple[psycopg.Connection[Any], ChainClient, list[int]],
     stack_settings: Settings,
-    test_database_url: str,
+    anchorer_url: str,
 ) -> None:
     if not stack_settings.local_chain:
         pytest.fail("this test stops and starts the local Anvil")
     conn, chain, seqs = ledger
     key = stack_settings.secret("anchorer_key")
-    _anchor_all(conn, chain, key)
+    _anchor_all(anchorer_url, chain, key)
     first_size = seqs[-1] + 1
     anvil = LocalAnvil(stack_settings, REPO)
     stop = threading.Event()
     anchorer = Anchorer(
-        conninfo=libpq_url(test_database_url),
+        conninfo=anchorer_url,
         chain=chain,
         key=key,
         config=AnchorerConfig(batch_entries=1, batch_s=0, poll_s=0.2, retry_s=0.5),

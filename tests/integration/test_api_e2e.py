@@ -165,7 +165,10 @@ def _trap_a_passenger(settings: Settings, site: str, elevator: str) -> None:
 
 @pytest.mark.integration
 def test_a_trapped_passenger_is_rescued_and_every_step_verifies_on_chain(
-    api: Api, stack_settings: Settings, test_database_url: str
+    api: Api,
+    stack_settings: Settings,
+    test_database_url: str,
+    service_database_urls: dict[str, str],
 ) -> None:
     run = uuid.uuid4().hex[:6]
     site, other_site = f"e2e-api-{run}", f"e2e-api-other-{run}"
@@ -197,7 +200,7 @@ def test_a_trapped_passenger_is_rescued_and_every_step_verifies_on_chain(
     crew_stream = EventStream(api.base_url, people["crew"])
     stranger_stream = EventStream(api.base_url, people["stranger"])
     stop = threading.Event()
-    anchorer = _anchorer(stack_settings, test_database_url)
+    anchorer = _anchorer(stack_settings, service_database_urls["anchorer"])
     anchoring = threading.Thread(target=anchorer.run, args=(stop,), daemon=True)
     collector = CollectorProcess(stack_settings, test_database_url, f"test-api-{run}",
                                  sites=[site])  # fmt: skip
@@ -270,6 +273,7 @@ def test_a_trapped_passenger_is_rescued_and_every_step_verifies_on_chain(
 
 
 def _anchorer(settings: Settings, database_url: str) -> Anchorer:
+    """The anchorer, connected as `database_url` (its own role)."""
     chain = ChainClient(settings.resolved_chain_url())
     with psycopg.connect(libpq_url(database_url)) as conn:
         deployment = current_deployment(conn, chain.chain_id())

@@ -95,6 +95,15 @@ def site(test_database_url: str) -> Iterator[tuple[str, str]]:
         )
 
 
+@pytest.fixture
+def roles(service_database_urls: dict[str, str]) -> tuple[str, str]:
+    """libpq URLs of the collector's role (which raises alerts) and the notifier's role."""
+    return (
+        libpq_url(service_database_urls["collector"]),
+        libpq_url(service_database_urls["notifier"]),
+    )
+
+
 def _raise(
     url: str, site: str, elevator: str, *, kind: str = "trapped_between_floors", at: dt.datetime
 ) -> int:
@@ -139,9 +148,10 @@ def _wait(predicate: Any, timeout_s: float = 30.0) -> bool:
 
 
 def test_webhook_gets_each_alert_event_signed_once_after_retries(
-    test_database_url: str, site: tuple[str, str], receiver: Receiver
+    test_database_url: str, site: tuple[str, str], receiver: Receiver, roles: tuple[str, str]
 ) -> None:
     url = libpq_url(test_database_url)
+    collector_url, notifier_url = roles
     site_id, elevator = site
     with psycopg.connect(url) as conn:
         sub = add_subscription(
@@ -149,13 +159,13 @@ def test_webhook_gets_each_alert_event_signed_once_after_retries(
         )
     receiver.failures = 2
     run = uuid.uuid4().hex[:6]
-    notifier = _notifier(url, run)
+    notifier = _notifier(notifier_url, run)
     stop = threading.Event()
     thread = threading.Thread(target=notifier.run, args=(stop,), daemon=True)
     thread.start()
     try:
         time.sleep(0.5)  # the notifier's cursor starts at the ledger's end
-        _raise(url, site_id, elevator, at=dt.datetime.now(dt.UTC))
+        _raise(collector_url, site_id, elevator, at=dt.datetime.now(dt.UTC))
         # Two 503s, then success: the retry back-off is 2 s then 4 s (with jitter).
         assert _wait(lambda: _deliveries(url, site_id) == [("delivered", 3, 204)], 30)
     finally:
@@ -178,9 +188,10 @@ def test_webhook_gets_each_alert_event_signed_once_after_retries(
 
 
 def test_subscription_filters_by_site_type_and_severity(
-    test_database_url: str, site: tuple[str, str], receiver: Receiver
+    test_database_url: str, site: tuple[str, str], receiver: Receiver, roles: tuple[str, str]
 ) -> None:
     url = libpq_url(test_database_url)
+    collector_url, notifier_url = roles
     site_id, elevator = site
     with psycopg.connect(url) as conn:
         add_subscription(
@@ -191,13 +202,13 @@ def test_subscription_filters_by_site_type_and_severity(
             min_severity=Severity.CRITICAL,
         )
     run = uuid.uuid4().hex[:6]
-    notifier = _notifier(url, run)
-    with psycopg.connect(url) as conn:
+    notifier = _notifier(notifier_url, run)
+    with psycopg.connect(notifier_url) as conn:
         notifier.deliver_new(conn)  # create the cursor at the ledger's end
     now = dt.datetime.now(dt.UTC)
-    _raise(url, site_id, elevator, kind="power_failure", at=now)
-    _raise(url, site_id, elevator, kind="trapped_at_floor", at=now)
-    with psycopg.connect(url) as conn:
+    _raise(collector_url, site_id, elevator, kind="power_failure", at=now)
+    _raise(collector_url, site_id, elevator, kind="trapped_at_floor", at=now)
+    with psycopg.connect(notifier_url) as conn:
         notifier.deliver_new(conn)
         conn.commit()
         deliver_due(conn)
@@ -205,23 +216,24 @@ def test_subscription_filters_by_site_type_and_severity(
 
 
 def test_a_webhook_that_never_answers_is_marked_failed_after_the_last_attempt(
-    test_database_url: str, site: tuple[str, str]
+    test_database_url: str, site: tuple[str, str], roles: tuple[str, str]
 ) -> None:
     url = libpq_url(test_database_url)
+    collector_url, notifier_url = roles
     site_id, elevator = site
     with psycopg.connect(url) as conn:
         add_subscription(conn, name=f"dead-{site_id}", url="http://127.0.0.1:9/", sites=[site_id])
-    notifier = _notifier(url, uuid.uuid4().hex[:6])
-    with psycopg.connect(url) as conn:
+    notifier = _notifier(notifier_url, uuid.uuid4().hex[:6])
+    with psycopg.connect(notifier_url) as conn:
         notifier.deliver_new(conn)
-    _raise(url, site_id, elevator, at=dt.datetime.now(dt.UTC))
+    _raise(collector_url, site_id, elevator, at=dt.datetime.now(dt.UTC))
     calls: list[str] = []
 
     def refuse(target: str, body: bytes, headers: dict[str, str]) -> DeliveryOutcome:
         calls.append(target)
         return DeliveryOutcome(False, None, "connection refused")
 
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(notifier_url, autocommit=True) as conn:
         notifier.deliver_new(conn)
         for _ in range(MAX_ATTEMPTS):
             conn.execute(
@@ -238,13 +250,14 @@ def test_a_webhook_url_must_be_http(test_database_url: str) -> None:
 
 
 def test_the_notifier_escalates_an_unacknowledged_critical_alert_without_telemetry(
-    test_database_url: str, site: tuple[str, str]
+    test_database_url: str, site: tuple[str, str], roles: tuple[str, str]
 ) -> None:
     url = libpq_url(test_database_url)
+    collector_url, notifier_url = roles
     site_id, elevator = site
     opened_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5) + dt.timedelta(seconds=2)
-    alert_id = _raise(url, site_id, elevator, at=opened_at)
-    notifier = _notifier(url, uuid.uuid4().hex[:6])
+    alert_id = _raise(collector_url, site_id, elevator, at=opened_at)
+    notifier = _notifier(notifier_url, uuid.uuid4().hex[:6])
     stop = threading.Event()
     thread = threading.Thread(target=notifier.run, args=(stop,), daemon=True)
     thread.start()
@@ -269,16 +282,16 @@ def test_the_notifier_escalates_an_unacknowledged_critical_alert_without_telemet
 
 
 def test_the_feed_wakes_on_a_new_entry_and_reads_it_in_order(
-    test_database_url: str, site: tuple[str, str]
+    site: tuple[str, str], roles: tuple[str, str]
 ) -> None:
-    url = libpq_url(test_database_url)
+    collector_url, url = roles
     site_id, elevator = site
     with psycopg.connect(url, autocommit=True) as waker, psycopg.connect(url) as reader:
         listen(waker)
         start = reader.execute("SELECT coalesce(max(seq), -1) FROM ledger_entries").fetchone()
         assert start is not None
         assert not wait_for_entries(waker, 0.2)
-        _raise(url, site_id, elevator, at=dt.datetime.now(dt.UTC))
+        _raise(collector_url, site_id, elevator, at=dt.datetime.now(dt.UTC))
         began = time.monotonic()
         assert wait_for_entries(waker, 5.0)
         assert time.monotonic() - began < 1.0
