@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
 
 from api.body_limit import BodySizeLimit
-from api.context import ApiContext
+from api.context import ApiContext, RegistryHook
 from api.errors import ErrorBody, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.security_headers import SecurityHeaders
@@ -47,7 +47,7 @@ Errors are JSON `{"code", "message", "field"}`; `code` is stable.
 """
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = None) -> FastAPI:
     """The API application for `settings`; connects only when it starts serving, as the
     API's database role."""
     settings = service_settings(settings, "api")
@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
             database_slots=asyncio.Semaphore(POOL_SIZE),
             sign_in_slots=asyncio.Semaphore(SIGN_IN_CONCURRENCY),
             sign_in_limiter=SignInLimiter(sign_in_policy),
+            on_registry_change=on_registry_change,
         )  # fmt: skip
         try:
             yield

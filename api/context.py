@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,10 @@ from api.sign_in_limits import SignInLimiter
 from api.stream import AlertBroadcaster
 from api.verification import VerificationJob
 from core.settings import Settings
+
+# Called with every active (site, elevator) after the registry changed, to update the broker's
+# device accounts (`liftledger.api_app` wires the local broker's; docs/security.md).
+RegistryHook = Callable[[list[tuple[str, str]]], object]
 
 if TYPE_CHECKING:
     from ledger.view import LedgerView
@@ -43,6 +48,7 @@ class ApiContext:
     sign_in_slots: asyncio.Semaphore
     sign_in_limiter: SignInLimiter
     verification: VerificationJob = field(default_factory=VerificationJob)
+    on_registry_change: RegistryHook | None = None
     _ledger: LedgerView | None = None
     _chain_id: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -42,7 +42,7 @@ def run_api(settings: Settings, *, host: str, port: int, workers: int = 1) -> No
         # Workers re-read settings from the environment: pin the database this process chose.
         os.environ.setdefault("LIFTLEDGER_DATABASE_URL", settings.resolved_database_url())
     config = server_config(
-        "api.app:app_from_environment", settings, factory=True, host=host, port=port,
+        "liftledger.api_app:app_from_environment", settings, factory=True, host=host, port=port,
         workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
     )  # fmt: skip
     # What `uvicorn.run` does, with this configuration.

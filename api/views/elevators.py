@@ -10,7 +10,8 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field, model_validator
 
-from api.deps import Admin, Conn, Reader, elevator_site, require_site
+from api.context import ApiContext
+from api.deps import Admin, Conn, Context, Reader, elevator_site, require_site
 from api.errors import ApiError, error_responses, invalid, not_found
 from api.pagination import Cursor, Limit, Page, cut
 from api.types import Flag, Floor, IsoDate, IsoDateTime, Number, utc_time
@@ -203,13 +204,15 @@ def get_elevators(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 403, 409, 422))
-def add_elevator(body: ElevatorIn, conn: Conn, admin: Admin) -> ElevatorOut:
-    """Register an elevator (admins). Its device account: `liftledger elevators credentials`."""
+def add_elevator(body: ElevatorIn, conn: Conn, admin: Admin, context: Context) -> ElevatorOut:
+    """Register an elevator (admins); the broker gets its device account at once (password:
+    `liftledger elevators credentials`)."""
     try:
         row = create_elevator(conn, body.model_dump(exclude_none=True))
     except FleetError as exc:
         raise _fleet_error(exc) from exc
     conn.commit()
+    _registry_changed(conn, context)
     return ElevatorOut.of(row)
 
 
@@ -225,9 +228,10 @@ def get_one_elevator(elevator_id: ElevatorId, conn: Conn, user: Reader) -> Eleva
 
 @router.put("/{elevator_id}", responses=error_responses(401, 403, 404, 409, 422))
 def change_elevator(
-    elevator_id: ElevatorId, body: ElevatorFields, conn: Conn, admin: Admin
+    elevator_id: ElevatorId, body: ElevatorFields, conn: Conn, admin: Admin, context: Context
 ) -> ElevatorOut:
-    """Change registry fields (admins); fields left out stay as they are."""
+    """Change registry fields (admins); fields left out stay as they are. A site change or a
+    deactivation changes the device's broker account at once."""
     try:
         row = update_elevator(conn, elevator_id, body.model_dump(exclude_unset=True))
     except FleetError as exc:
@@ -235,7 +239,16 @@ def change_elevator(
     if row is None:
         raise not_found(f"elevator {elevator_id}")
     conn.commit()
+    _registry_changed(conn, context)
     return ElevatorOut.of(row)
+
+
+def _registry_changed(conn: Conn, context: ApiContext) -> None:
+    """Hand every active (site, elevator) to the broker-account hook, if one is wired."""
+    if context.on_registry_change is None:
+        return
+    rows = conn.execute("SELECT site_id, id FROM elevators WHERE active ORDER BY id").fetchall()
+    context.on_registry_change([(str(site), str(elevator)) for site, elevator in rows])
 
 
 def _bucket_seconds(text: str) -> int:

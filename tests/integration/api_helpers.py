@@ -26,20 +26,29 @@ from api.service import server_config
 from core.db import libpq_url
 from core.faults import FAULT_TYPES
 from core.settings import Settings, load_settings
+from liftledger.api_app import broker_account_hook
 from tests.integration.cli_helpers import free_port
 
 
 @contextmanager
-def running_api(stack_settings: Settings, database_url: str, **overrides: Any) -> Iterator[str]:
+def running_api(
+    stack_settings: Settings, database_url: str, *, broker_accounts: bool = False, **overrides: Any
+) -> Iterator[str]:
     """Serve the API on the test database, configured as `liftledger api` serves it (with
-    setting `overrides`); yields its base URL. Unless `contract_address` is given, the API
-    is pinned, as an operator would pin it, to the contract last deployed for this database."""
+    setting `overrides`; with `broker_accounts`, registry changes rewrite the local broker's
+    accounts as `liftledger api` does); yields its base URL. Unless `contract_address` is
+    given, the API is pinned, as an operator would pin it, to the contract last deployed for
+    this database."""
     if "contract_address" not in overrides:
         overrides["contract_address"] = _last_deployed(stack_settings, database_url)
     settings = load_settings(database_url=database_url, **overrides)
     port = free_port()
     config = server_config(
-        create_app(settings), settings, host="127.0.0.1", port=port, log_level="warning",
+        create_app(
+            settings,
+            on_registry_change=broker_account_hook(settings) if broker_accounts else None,
+        ),
+        settings, host="127.0.0.1", port=port, log_level="warning",
         lifespan="on",
     )  # fmt: skip
     server = uvicorn.Server(config)

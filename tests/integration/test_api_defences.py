@@ -169,7 +169,7 @@ def test_after_five_wrong_passwords_even_the_right_one_waits(
 ) -> None:
     with psycopg.connect(libpq_url(test_database_url)) as conn:
         person = add_person(conn, stack_settings, "supervisor", password=GOOD_PASSWORD)
-    overrides = {"api_sign_in_backoff_s": 2.0}
+    overrides: dict[str, Any] = {"api_sign_in_backoff_s": 2.0}
     with running_api(stack_settings, test_database_url, **overrides) as url, client(url) as http:
         form = {"username": person.username, "password": "wrong-password-x"}
         statuses = [http.post("/api/v1/auth/token", data=form).status_code for _ in range(5)]
@@ -372,7 +372,7 @@ def test_twenty_concurrent_verifications_run_once_and_other_requests_go_on(
 def test_a_half_sent_request_is_disconnected_within_the_read_timeout(
     stack_settings: Settings, test_database_url: str
 ) -> None:
-    overrides = {"api_request_read_timeout_s": 1.0, "api_keep_alive_s": 1}
+    overrides: dict[str, Any] = {"api_request_read_timeout_s": 1.0, "api_keep_alive_s": 1}
     with running_api(stack_settings, test_database_url, **overrides) as url:
         for partial in (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow",
                         b"POST /api/v1/auth/token HTTP/1.1\r\nHost: x\r\n"
@@ -390,7 +390,7 @@ def test_a_half_sent_request_is_disconnected_within_the_read_timeout(
 def test_an_idle_connection_after_a_response_is_closed(
     stack_settings: Settings, test_database_url: str
 ) -> None:
-    overrides = {"api_request_read_timeout_s": 1.0, "api_keep_alive_s": 1}
+    overrides: dict[str, Any] = {"api_request_read_timeout_s": 1.0, "api_keep_alive_s": 1}
     with running_api(stack_settings, test_database_url, **overrides) as url:
         with socket.create_connection(_address(url), timeout=10) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
