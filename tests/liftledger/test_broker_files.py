@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from core.credentials import MqttCredentials, collector_username, service_credentials
+from core.settings import load_settings
 from liftledger.stack import mosquitto
 from liftledger.stack.mosquitto import password_line, render_acl
 
@@ -77,3 +79,17 @@ def test_the_broker_config_binds_client_ids_and_drops_root() -> None:
     assert "use_username_as_clientid true" in template
     assert "user {user}" in template
     assert "allow_anonymous false" in template
+
+
+def test_a_broker_that_dropped_queued_messages_is_reported(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    broker = mosquitto.LocalMosquitto(settings)
+    assert broker.dropped_clients() == []
+    broker.log_file.parent.mkdir(parents=True)
+    broker.log_file.write_text(
+        "2026-11-29T10:00:00: Denied PUBLISH from e1 (d0, q1, r0, m1, 'x', ... (1 bytes))\n"
+        "2026-11-29T10:00:01: Outgoing messages are being dropped for client svc.collector.\n"
+    )
+    assert broker.dropped_clients() == [
+        "2026-11-29T10:00:01: Outgoing messages are being dropped for client svc.collector."
+    ]
