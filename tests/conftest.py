@@ -23,6 +23,7 @@ from core.db import create_engine_from_url, libpq_url
 from core.db_roles import SERVICES, Service, ensure_roles, service_database_url
 from core.migrate import upgrade
 from core.settings import Settings, load_settings
+from ledger.pin import pin_file
 from liftledger.stack.probe import service_report
 
 
@@ -54,6 +55,9 @@ def test_database_url(stack_settings: Settings) -> str:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
     url = _database_url(main_url, name)
+    # A contract pinned for an earlier session's database was recorded in a database that
+    # no longer exists: this session pins its own (`liftledger contracts deploy`).
+    pin_file(stack_settings, url, stack_settings.chain_id).unlink(missing_ok=True)
     engine = create_engine_from_url(url, pool_size=1)
     try:
         upgrade(engine, telemetry_chunk_hours=stack_settings.telemetry_chunk_hours)
