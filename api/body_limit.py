@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
+import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ErrorBody
@@ -25,6 +26,7 @@ CODE: Final = "payload_too_large"
 TOO_DEEP: Final = "too_deep"
 # Request bodies of this API nest a few levels (a record's details, thresholds).
 MAX_JSON_DEPTH: Final = 32
+_SCAN_ON_LOOP_BYTES: Final = 64 * 1024
 
 
 class BodySizeLimit:
@@ -102,7 +104,12 @@ class BodySizeLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if depth_exceeds(body, self.max_json_depth):
+        # A large body is scanned in a worker thread (about 10 ms a MiB), not on the loop.
+        if len(body) > _SCAN_ON_LOOP_BYTES:
+            too_deep = await anyio.to_thread.run_sync(depth_exceeds, body, self.max_json_depth)
+        else:
+            too_deep = depth_exceeds(body, self.max_json_depth)
+        if too_deep:
             await self._refuse(
                 send,
                 400,

@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 MAX_DEPTH: Final = 32
 MAX_BYTES: Final = 1 << 20
 REASON_CHARS: Final = 200
-_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+# A JSON string, unrolled so that matching stays linear; unterminated, it runs to the end.
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_A_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_CURLY_AS_SQUARE: Final = bytes.maketrans(b"{}", b"[]")
 _decode: Final = msgspec.json.Decoder(dict[str, Any]).decode
 
 UNREADABLE_ENTRIES: Final = Counter(
@@ -48,24 +51,24 @@ class StoredJsonError(ValueError):
 
 
 def depth_exceeds(raw: bytes, limit: int) -> bool:
-    """True when JSON `raw` nests arrays and objects more than `limit` deep.
+    """True when JSON `raw` nests arrays and objects more than `limit` deep (or leaves some
+    open: unbalanced brackets count as too deep, and such JSON is refused either way).
 
-    No recursion, linear time. When the whole text has no more brackets than `limit`, two
-    `bytes.count` calls decide; otherwise one pass over strings and brackets, where brackets
-    inside strings do not count (an unterminated string runs to the end).
+    No recursion, and no Python loop per byte: strings are cut out by one regular expression,
+    everything but brackets is deleted by `bytes.translate`, and each of at most `limit`
+    rounds removes the innermost pairs; whatever bracket is left was nested deeper. About
+    10 ms for a MiB of brackets; two `bytes.count` calls when there are no more brackets in
+    the whole text than `limit`.
     """
     if raw.count(b"{") + raw.count(b"[") <= limit:
         return False
-    depth = 0
-    for match in _TOKEN.finditer(raw):
-        token = match[0]
-        if token in (b"{", b"["):
-            depth += 1
-            if depth > limit:
-                return True
-        elif token in (b"}", b"]"):
-            depth -= 1
-    return False
+    brackets = _STRING.sub(b"", raw).translate(_CURLY_AS_SQUARE, _NOT_A_BRACKET)
+    for _ in range(limit):
+        inner_removed = brackets.replace(b"[]", b"")
+        if len(inner_removed) == len(brackets):
+            break
+        brackets = inner_removed
+    return b"[" in brackets
 
 
 def decode_object(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
