@@ -17,6 +17,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
+from starlette.types import ASGIApp
 
 from api.body_limit import BodySizeLimit
 from api.context import ApiContext, RegistryHook
@@ -45,6 +46,16 @@ supervisors read everything, audit and reports; admins manage the registry and u
 Every list is paginated with `limit` and `cursor` (`next_cursor` of the previous page).
 Errors are JSON `{"code", "message", "field"}`; `code` is stable.
 """
+
+
+class LiftLedgerApi(FastAPI):
+    """FastAPI with `SecurityHeaders` around its whole stack: Starlette puts its 500 handler
+    outside every middleware added with `add_middleware`, so only this way do 500s carry
+    the headers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """The stack FastAPI builds, wrapped in `SecurityHeaders`."""
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = None) -> FastAPI:
@@ -90,7 +101,7 @@ def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = 
             broadcaster.stop()
             pool.close()
 
-    app = FastAPI(
+    app = LiftLedgerApi(
         title="LiftLedger API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -122,11 +133,10 @@ def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = 
 
     for module in (auth, users, elevators, alerts, maintenance, audit, reports, operations):
         app.include_router(module.router)
-    # Outermost last: headers on every answer, metrics of every answer (413s included),
-    # and the body limit before anything reads the body.
+    # Outermost last: metrics of every answer (413s included), and the body limit before
+    # anything reads the body; the security headers wrap everything (`LiftLedgerApi`).
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(SecurityHeaders)
     return app
 
 

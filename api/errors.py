@@ -20,8 +20,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.security_headers import headers_for
-
 log = logging.getLogger(__name__)
 
 
@@ -123,10 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        # This answer leaves outside the middleware, so it carries the headers itself.
-        headers = {name.decode(): value.decode() for name, value in headers_for(request.url.path)}
-        return _response(500, "internal_error", "internal error; it has been logged", None,
-                         headers)  # fmt: skip
+        return _response(500, "internal_error", "internal error; it has been logged", None, None)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

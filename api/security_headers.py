@@ -7,10 +7,16 @@ ReDoc assets and run their inline start-up script; anything else (pages served b
 API) loads only from the API's own origin. API answers are also `Cache-Control: no-store`
 unless the route says otherwise (the alert stream does), so tokens' answers stay out of
 shared and browser caches.
+
+`SecurityHeaders` is the application's outermost layer (`api.app`), outside Starlette's
+500 handler, so 500s carry the headers too; a request that fails without any answer (an
+error the handler does not catch, or a failing handler) is answered 500 here rather than
+by the server's bare one.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,6 +44,9 @@ PAGE_CSP: Final = (
 )
 API_PREFIXES: Final = ("/api/", "/healthz", "/metrics", "/openapi.json")
 DOCS_PREFIXES: Final = ("/docs", "/redoc")
+INTERNAL_ERROR_BODY: Final = json.dumps(
+    {"code": "internal_error", "message": "internal error; it has been logged", "field": None}
+).encode()
 
 
 def headers_for(path: str) -> list[tuple[bytes, bytes]]:
@@ -50,7 +59,8 @@ def headers_for(path: str) -> list[tuple[bytes, bytes]]:
 
 
 class SecurityHeaders:
-    """ASGI middleware adding `headers_for(path)` to each response that lacks them."""
+    """ASGI middleware adding `headers_for(path)` to each response that lacks them, and
+    answering 500 when what it wraps fails before answering."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -60,13 +70,28 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         extra = headers_for(scope.get("path", ""))
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers += [(name, value) for name, value in extra if name not in present]
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except BaseException:
+            # Raised on, as the server logs it; without this answer the server would send
+            # its own 500, which carries none of the headers.
+            if not started:
+                await send_with_headers({
+                    "type": "http.response.start", "status": 500,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode())],
+                })  # fmt: skip
+                await send_with_headers({"type": "http.response.body", "body": INTERNAL_ERROR_BODY})
+            raise
