@@ -29,7 +29,7 @@ from core.db_roles import (
 from core.errors import ConfigError
 from core.migrate import alembic_config, upgrade
 from core.settings import Settings
-from ledger.entries import PendingEntry, append_entries
+from ledger.entries import PendingEntry, append_entries, content_hash, entry_bytes, leaf_hash
 from tests.integration.api_helpers import add_site_with_elevator, running_api
 from tests.integration.cli_helpers import REPO, clean_environment
 from tests.integration.collector_process import CollectorProcess
@@ -91,6 +91,60 @@ def test_a_service_role_cannot_switch_off_or_get_around_the_ledgers_triggers(
     ):
         conn.execute(ATTACKS[attack], {"seq": entry} if "%(seq)s" in ATTACKS[attack] else None)
     assert _entry_state(test_database_url, entry) == before
+
+
+def test_a_temporary_table_named_like_the_ledger_does_not_move_its_chain_trigger(
+    entry: int, service_database_urls: dict[str, str], test_database_url: str
+) -> None:
+    """The collector may create temporary tables, and PostgreSQL looks an unqualified name up
+    in the session's temporary schema first: a stand-in `ledger_entries` whose last entry is
+    far ahead must not let an entry with a gap into the real one."""
+    forged_leaf = b"\x99" * 32
+    with psycopg.connect(libpq_url(service_database_urls["collector"])) as conn:
+        row = conn.execute("SELECT max(seq) FROM public.ledger_entries").fetchone()
+        assert row is not None
+        ahead = int(row[0]) + 1000
+        conn.execute(
+            "CREATE TEMP TABLE ledger_entries (seq bigint, leaf_hash bytea, kind text, "
+            "source_table text, source_id bigint, canonical bytea, content_hash bytea)"
+        )
+        conn.execute(
+            "INSERT INTO pg_temp.ledger_entries (seq, leaf_hash) VALUES (%s, %s)",
+            (ahead, forged_leaf),
+        )
+        canonical = entry_bytes("test", {"forged": True}, uuid.uuid4().hex, prev=forged_leaf)
+        digest = content_hash(canonical)
+        with pytest.raises(psycopg.errors.CheckViolation, match=f"the next entry is {ahead - 999}"):
+            conn.execute(
+                "INSERT INTO public.ledger_entries (seq, kind, source_table, source_id, "
+                "canonical, content_hash, leaf_hash) VALUES (%s, 'test', 'test', 1, %s, %s, %s)",
+                (ahead + 1, canonical, digest, leaf_hash(digest)),
+            )
+    with psycopg.connect(libpq_url(test_database_url)) as conn:
+        assert conn.execute("SELECT max(seq) FROM ledger_entries").fetchone() == (ahead - 1000,)
+
+
+def test_every_function_of_the_schema_runs_with_a_fixed_search_path(
+    test_database_url: str,
+) -> None:
+    """A trigger function resolves names with its own search path, never the session's, in
+    which a temporary table or type would come first."""
+    with psycopg.connect(libpq_url(test_database_url)) as conn:
+        functions: dict[str, list[str] | None] = dict(
+            conn.execute(
+                "SELECT p.proname, p.proconfig FROM pg_proc p "
+                "WHERE p.pronamespace = 'public'::regnamespace AND NOT EXISTS (SELECT 1 "
+                "FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid "
+                "AND d.deptype = 'e')"
+            ).fetchall()
+        )
+    assert set(functions) >= {
+        "ledger_entries_append_only",
+        "ledger_entries_notify",
+        "ledger_entries_follow_previous",
+    }
+    fixed = ["search_path=pg_catalog, public, pg_temp"]
+    assert functions == {name: fixed for name in functions}
 
 
 @pytest.mark.parametrize("service", SERVICES)

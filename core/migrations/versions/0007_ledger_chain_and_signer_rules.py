@@ -7,6 +7,9 @@ signed maintenance records carry a nonce that cannot be filed twice.
   as `prev` ("" for the first). It takes the ledger's append lock first, the same
   transaction-level advisory lock `ledger.entries.append_entries` takes, so concurrent
   appenders, the platform's or anyone's, take turns and "the previous entry" is well defined.
+  The function names `public.ledger_entries` and runs with its own search path
+  (`pg_catalog, public, pg_temp`): a role that may create temporary tables cannot put a
+  stand-in `ledger_entries` (or a type named like one it casts to) in front of the real one.
 - `users.signer_address` is unique, ignoring case: one key belongs to at most one user.
   The upgrade stops and names the users if two already share a key.
 - `maintenance_records.nonce`: the 32-byte nonce inside a record's EIP-712 signature,
@@ -30,13 +33,15 @@ depends_on = None
 # `ledger.entries.LEDGER_LOCK_KEY` ("LEDGER" in ASCII), written out so this revision keeps
 # its meaning whatever the code does later.
 LEDGER_LOCK_KEY = 0x4C4544474552
+# Without it the session's temporary schema is searched first, even before pg_catalog.
+SEARCH_PATH = "pg_catalog, public, pg_temp"
 
 
 def _make_ledger_dense_and_linked() -> None:
     op.execute(
         f"""
-        CREATE FUNCTION ledger_entries_follow_previous() RETURNS trigger
-        LANGUAGE plpgsql AS $$
+        CREATE FUNCTION public.ledger_entries_follow_previous() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = {SEARCH_PATH} AS $$
         DECLARE
             last_seq bigint;
             last_leaf bytea;
@@ -45,7 +50,7 @@ def _make_ledger_dense_and_linked() -> None:
         BEGIN
             PERFORM pg_advisory_xact_lock({LEDGER_LOCK_KEY});
             SELECT seq, leaf_hash INTO last_seq, last_leaf
-                FROM ledger_entries ORDER BY seq DESC LIMIT 1;
+                FROM public.ledger_entries ORDER BY seq DESC LIMIT 1;
             IF NEW.seq IS DISTINCT FROM coalesce(last_seq + 1, 0) THEN
                 RAISE EXCEPTION 'ledger entry % refused: the next entry is %',
                     NEW.seq, coalesce(last_seq + 1, 0)
@@ -73,8 +78,8 @@ def _make_ledger_dense_and_linked() -> None:
         """  # noqa: S608 - a constant of this module, no input
     )
     op.execute(
-        "CREATE TRIGGER ledger_entries_follow_previous BEFORE INSERT ON ledger_entries "
-        "FOR EACH ROW EXECUTE FUNCTION ledger_entries_follow_previous()"
+        "CREATE TRIGGER ledger_entries_follow_previous BEFORE INSERT ON public.ledger_entries "
+        "FOR EACH ROW EXECUTE FUNCTION public.ledger_entries_follow_previous()"
     )
 
 
