@@ -67,6 +67,7 @@ def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = 
     sign_in_policy = SignInPolicy(
         user_failures=settings.api_sign_in_user_failures,
         address_failures=settings.api_sign_in_address_failures,
+        user_total_failures=settings.api_sign_in_user_total_failures,
         backoff_s=settings.api_sign_in_backoff_s,
         backoff_max_s=settings.api_sign_in_backoff_max_s,
     )

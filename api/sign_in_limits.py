@@ -1,12 +1,19 @@
-"""Sign-in attempts limited per username and per client address, with exponential back-off.
+"""Sign-in attempts limited per username and client address, with exponential back-off.
+
+Three keys count failures, each with its own allowance: a username at one client address
+(strict: a few failures), a client address whatever the usernames, and a username from all
+addresses together (much higher: it bounds a guesser spread over many addresses). Keying the
+strict lockout on the pair means a guesser elsewhere cannot lock a crew member out by
+failing a few times per back-off: the right password from another address still goes
+through until the username's own, higher, limit is reached.
 
 Every attempt counts as a failure while its password is being checked, so a burst of
-concurrent guesses is limited as well as a sequence. When a key (a username, or a client
-address) reaches its number of allowed failures, it is refused for `backoff_s`; every
-further failure after that doubles the wait, up to `backoff_max_s`. While refused, even the
-right password is answered 429 without being checked (no hashing is spent on it). A
-successful sign-in clears the username's failures; an address keeps its own (one valid
-account must not reset the counter of an address guessing others). Failures are forgotten
+concurrent guesses is limited as well as a sequence. When a key reaches its number of
+allowed failures, it is refused for `backoff_s`; every further failure after that doubles
+the wait, up to `backoff_max_s`. While refused, even the right password is answered 429
+without being checked (no hashing is spent on it). A successful sign-in clears the failures
+of the username at that address; the address and the username overall keep theirs (one
+valid sign-in must not reset the count of a guesser elsewhere). Failures are forgotten
 `FORGET_AFTER_S` after the last one.
 
 State lives in the API process (the counts are per worker) and is bounded: at most
@@ -28,10 +35,13 @@ MAX_KEYS: Final = 100_000
 
 @dataclass(frozen=True, slots=True)
 class SignInPolicy:
-    """How many failures each key is allowed and how long it then waits."""
+    """How many failures each key is allowed and how long it then waits: `user_failures`
+    for a username at one address, `address_failures` for an address, and
+    `user_total_failures` for a username from all addresses together."""
 
     user_failures: int = 5
     address_failures: int = 20
+    user_total_failures: int = 50
     backoff_s: float = 30.0
     backoff_max_s: float = 900.0
 
@@ -45,16 +55,17 @@ class _Record:
 
 
 class SignInLimiter:
-    """Counts sign-in failures per username and per client address (one event loop)."""
+    """Counts sign-in failures per username at an address, per client address and per
+    username (one event loop)."""
 
     def __init__(
         self, policy: SignInPolicy, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.policy = policy
         self._clock = clock
-        self._records: OrderedDict[tuple[str, str], _Record] = OrderedDict()
+        self._records: OrderedDict[tuple[str, ...], _Record] = OrderedDict()
 
-    def _record(self, key: tuple[str, str], now: float) -> _Record:
+    def _record(self, key: tuple[str, ...], now: float) -> _Record:
         record = self._records.get(key)
         if record is None:
             record = self._records[key] = _Record()
@@ -66,9 +77,10 @@ class SignInLimiter:
             record.failures, record.blocked_until = 0, 0.0
         return record
 
-    def _keys(self, username: str, address: str) -> list[tuple[tuple[str, str], int]]:
-        return [(("user", username), self.policy.user_failures),
-                (("address", address), self.policy.address_failures)]  # fmt: skip
+    def _keys(self, username: str, address: str) -> list[tuple[tuple[str, ...], int]]:
+        return [(("user at address", username, address), self.policy.user_failures),
+                (("address", address), self.policy.address_failures),
+                (("user", username), self.policy.user_total_failures)]  # fmt: skip
 
     def begin(self, username: str, address: str) -> float | None:
         """Seconds to wait before trying again, or None: the attempt may go ahead and is
@@ -101,7 +113,7 @@ class SignInLimiter:
             if succeeded is None:
                 continue
             if succeeded:
-                if key[0] == "user":
+                if key[0] == "user at address":
                     record.failures, record.blocked_until = 0, 0.0
                 continue
             record.failures += 1

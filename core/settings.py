@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     api_keep_alive_s: int = Field(default=5, ge=1, le=300)
     api_sign_in_user_failures: int = Field(default=5, ge=1, le=1000)
     api_sign_in_address_failures: int = Field(default=20, ge=1, le=100_000)
+    api_sign_in_user_total_failures: int = Field(default=50, ge=1, le=100_000)
     api_sign_in_backoff_s: float = Field(default=30.0, gt=0, le=86_400)
     api_sign_in_backoff_max_s: float = Field(default=900.0, gt=0, le=86_400)
     # Device times older than this are dead-lettered as `stale_timestamp` (docs/ingest.md).

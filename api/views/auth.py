@@ -1,8 +1,9 @@
 """Sign-in (OAuth2 password flow issuing JWTs) and the caller's own record.
 
-Sign-in attempts are limited per username and per client address (`api.sign_in_limits`):
-past the allowed failures, every attempt is answered 429 `too_many_attempts` with
-`Retry-After` until the back-off has passed, whatever the password.
+Sign-in attempts are limited per username at a client address, per client address and per
+username from all addresses (`api.sign_in_limits`): past the allowed failures, every attempt
+under that key is answered 429 `too_many_attempts` with `Retry-After` until the back-off has
+passed, whatever the password.
 """
 
 from __future__ import annotations

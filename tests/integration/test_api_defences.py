@@ -203,6 +203,55 @@ def test_one_address_guessing_many_usernames_is_stopped(
         assert http.post("/api/v1/auth/token", data=form).status_code == 429
 
 
+def _client_from(base_url: str, address: str) -> httpx.Client:
+    """A client whose connections come from `address` (any of 127.0.0.0/8 on loopback)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=base_url, timeout=30.0, transport=transport)
+
+
+@pytest.mark.integration
+def test_a_user_locked_out_by_failures_at_one_address_signs_in_from_another(
+    stack_settings: Settings, test_database_url: str
+) -> None:
+    with psycopg.connect(libpq_url(test_database_url)) as conn:
+        site, _ = add_site_with_elevator(conn, "sign")
+        person = add_person(conn, stack_settings, "crew", sites=[site], password=GOOD_PASSWORD)
+    with (
+        running_api(stack_settings, test_database_url) as url,
+        _client_from(url, "127.0.0.2") as guesser,
+        _client_from(url, "127.0.0.3") as crew,
+    ):
+        form = {"username": person.username, "password": "wrong-password-x"}
+        statuses = [guesser.post("/api/v1/auth/token", data=form).status_code for _ in range(6)]
+        assert statuses == [401] * 5 + [429]
+        right = {"username": person.username, "password": GOOD_PASSWORD}
+        assert guesser.post("/api/v1/auth/token", data=right).status_code == 429
+        assert crew.post("/api/v1/auth/token", data=right).status_code == 200
+
+
+@pytest.mark.integration
+def test_a_guesser_spread_over_many_addresses_is_stopped_at_the_username_limit(
+    stack_settings: Settings, test_database_url: str
+) -> None:
+    with psycopg.connect(libpq_url(test_database_url)) as conn:
+        site, _ = add_site_with_elevator(conn, "sign")
+        person = add_person(conn, stack_settings, "crew", sites=[site], password=GOOD_PASSWORD)
+    with running_api(stack_settings, test_database_url) as url:
+
+        def guess(n: int) -> list[int]:
+            form = {"username": person.username, "password": f"wrong-password-{n}"}
+            with _client_from(url, f"127.0.1.{n}") as http:
+                return [http.post("/api/v1/auth/token", data=form).status_code for _ in range(5)]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = [status for batch in pool.map(guess, range(1, 31)) for status in batch]
+        assert statuses.count(401) <= 50
+        assert statuses.count(429) >= 100
+        with _client_from(url, "127.0.2.1") as crew:
+            form = {"username": person.username, "password": GOOD_PASSWORD}
+            assert crew.post("/api/v1/auth/token", data=form).status_code == 429
+
+
 # -- 3. password policy ----------------------------------------------------------------------
 
 
