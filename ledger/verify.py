@@ -11,6 +11,9 @@ intact, every source row unchanged, and the root of every anchored size matched.
 Each problem names the seq it concerns, so "entry 41 changed", "entry 57 missing" and
 "entry 63 does not follow entry 62" point a supervisor at the exact records.
 
+The whole-log audit reads the database in one REPEATABLE READ snapshot: on a live system, an
+alert committed while it runs is seen whole (row, event, entry) or not at all.
+
 The whole-log audit also checks the database in the other direction and beyond the entries:
 - each alert's row (severity, condition, workflow status, the time and user of every step,
   escalations, deadlines) is re-derived from its ledgered events in the same streaming pass
@@ -33,10 +36,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from core.stored_json import StoredJsonError, bounded, decode_object, report_unreadable
@@ -576,6 +581,21 @@ def _contract_problems(
     return problems
 
 
+@contextmanager
+def _one_snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A read-only transaction whose every statement sees the database as of its first one.
+    Under READ COMMITTED each query would see another moment: an alert committed between
+    the entries and the alert rows would look forged (`alert_state`, `orphan`)."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        with conn.transaction():  # the caller's transaction, as it is (a savepoint)
+            yield
+        return
+    # BEGIN, in autocommit mode or not; the isolation must be set before the first query.
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 def verify_log(
     conn: psycopg.Connection[Any],
     chain: ChainClient,
@@ -585,7 +605,14 @@ def verify_log(
 ) -> LogReport:
     """Audit the whole log against every root anchored on the pinned contract `chain`, on
     the chain `chain_id` (when given), flagging records more than `backdate_s` older than
-    the ledger's time."""
+    the ledger's time.
+
+    Entries, alert rows and source rows are read in one `REPEATABLE READ READ ONLY`
+    transaction, so what the services commit meanwhile (an alert opened or acknowledged:
+    row, event and entry in one commit) is either wholly seen or not at all. The connection
+    may be in autocommit or not; either way it must have no transaction open, and is left
+    with none. A caller that has one open (a test rolling back its tampering) gets the
+    audit inside it, seeing what that transaction sees."""
     report = LogReport()
     domain = _domain(chain)
     events = sorted(chain.anchored_events(), key=lambda e: e.tree_size)
@@ -594,7 +621,7 @@ def verify_log(
     alerts = AlertStates()
     links: dict[int, bytes] = {}  # seq → the leaf its broken prev link names
     previous_leaf: bytes | None = None
-    with conn.transaction():
+    with _one_snapshot(conn):
         report.problems += _contract_problems(conn, chain, chain_id)
         for row in _rows(conn):
             seq = int(row["seq"])

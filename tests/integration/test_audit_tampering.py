@@ -28,6 +28,7 @@ from eth_account import Account
 from psycopg import sql
 from web3.exceptions import ContractCustomError
 
+import ledger.verify
 from alerts.detector import AlertSignal
 from alerts.store import advance_workflow, apply_signal, record_in_ledger
 from core.db import create_engine_from_url, libpq_url
@@ -389,6 +390,44 @@ def test_the_untouched_history_verifies(world: World, stack_settings: Settings) 
     assert report.ok, report.render()
     assert report.anchored_size == world.size
     assert report.anchors_checked == 2
+
+
+@pytest.mark.parametrize("autocommit", [True, False], ids=["autocommit", "transactional"])
+def test_alerts_committed_while_the_audit_reads_raise_no_false_alarm(
+    autocommit: bool, world: World, stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live system keeps committing while the audit runs: an alert acknowledged and an
+    alert opened (row, event and entry in one commit each, as the services do) between the
+    audit's reading of the entries and of the alert rows are not reported. The audit reads
+    one snapshot, whether the caller's connection is in autocommit (the benchmark, these
+    tests) or not (`liftledger audit verify`, the API's pool)."""
+    power = world.conn.execute(
+        "SELECT id FROM alerts WHERE elevator_id = %s AND type = 'power_failure'",
+        (world.elevator,),
+    ).fetchone()
+    assert power is not None
+    names = {"site": world.site, "elevator": world.elevator}
+    read_alerts = ledger.verify._alert_problems
+    committed: list[int] = []
+
+    def commit_while_reading(conn: psycopg.Connection[Any], states: Any) -> Any:
+        _step(world.conn, power[0], "acknowledge", world.crew_id, dt.datetime.now(dt.UTC))
+        committed.append(
+            _raise(world.conn, names, "levelling_error", Severity.MINOR, dt.datetime.now(dt.UTC))
+        )
+        return read_alerts(conn, states)
+
+    monkeypatch.setattr(ledger.verify, "_alert_problems", commit_while_reading)
+    with psycopg.connect(world.url, autocommit=autocommit) as audit:
+        report = verify_log(audit, world.chain, chain_id=stack_settings.chain_id)
+        assert audit.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert committed, "the concurrent commits did not run"
+    assert report.ok, report.render()
+    assert report.entries == world.size
+    monkeypatch.undo()
+    after = verify_log(world.conn, world.chain, chain_id=stack_settings.chain_id)
+    assert after.ok, after.render()
+    assert after.entries == world.size + 2
 
 
 @pytest.mark.parametrize("row", list(TAMPERING))
