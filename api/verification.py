@@ -3,8 +3,12 @@
 Verifying the whole log reads every entry and recomputes every hash: seconds of work and
 a database connection for as long. Run once per request, twenty concurrent requests took
 twenty connections and the CPU from every other caller. Here the first request starts the
-job in a worker thread (off the event loop); a request arriving while it runs waits for
-the same job and receives the same report, which names when it started and finished.
+job in a worker thread (off the event loop), and requests share jobs, but a request only
+ever receives the report of a job that began after it arrived: a supervisor who edits and
+then asks must not get the OK of a verification that read the log before the edit. A
+request arriving while a job runs therefore waits for it and then for one follow-up job,
+which every request arriving meanwhile shares. So at most one job runs and one waits; each
+report names when its job started and finished.
 """
 
 from __future__ import annotations
@@ -27,35 +31,51 @@ class Finished(Generic[T]):
     finished_at: dt.datetime
 
 
+@dataclass(slots=True)
+class _Job:
+    future: asyncio.Future[Finished[object]]
+    begun: bool = False  # once true, the job may have read the log: later callers wait
+
+
 class VerificationJob:
-    """At most one running job; concurrent callers share it (one event loop)."""
+    """At most one running job and one follow-up; callers share them (one event loop)."""
 
     def __init__(self) -> None:
-        self._running: asyncio.Future[Finished[object]] | None = None
+        self._latest: _Job | None = None  # the job a new caller would wait for
         self.runs = 0  # jobs started, for metrics and tests
 
     @property
     def running(self) -> bool:
-        """True while a job runs."""
-        return self._running is not None
+        """True while a job runs or waits to run."""
+        return self._latest is not None
 
     async def result(self, start: Callable[[], Awaitable[T]]) -> Finished[T]:
-        """The running job's result, starting it with `start()` when none runs."""
-        if self._running is None:
-            self.runs += 1
-
-            async def timed() -> Finished[object]:
-                started = dt.datetime.now(dt.UTC)
-                value = await start()
-                return Finished(value, started, dt.datetime.now(dt.UTC))
-
-            job = asyncio.ensure_future(timed())
-            self._running = job
-
-            def done(_: asyncio.Future[Finished[object]]) -> None:
-                self._running = None
-
-            job.add_done_callback(done)
+        """The result of a job that begins after this call, started with `start()`: the
+        pending job when one has not begun yet, else a new one that runs once the job
+        running now is done."""
+        job = self._latest
+        if job is None or job.begun:
+            job = self._launch(start, after=job)
         # A caller that goes away does not cancel the job the others wait for.
-        finished = await asyncio.shield(self._running)
+        finished = await asyncio.shield(job.future)
         return finished  # type: ignore[return-value]
+
+    def _launch(self, start: Callable[[], Awaitable[T]], *, after: _Job | None) -> _Job:
+        async def run() -> Finished[object]:
+            if after is not None:
+                await asyncio.wait([after.future])  # its failure is its own callers'
+            job.begun = True
+            self.runs += 1
+            started = dt.datetime.now(dt.UTC)
+            value = await start()
+            return Finished(value, started, dt.datetime.now(dt.UTC))
+
+        job = _Job(asyncio.ensure_future(run()))
+        self._latest = job
+
+        def done(_: asyncio.Future[Finished[object]]) -> None:
+            if self._latest is job:
+                self._latest = None
+
+        job.future.add_done_callback(done)
+        return job

@@ -225,8 +225,9 @@ async def verify_whole_log(context: Context, user: WaitingAuditor) -> LogReportO
     (a mismatch located); problems name each entry, alert or row.
 
     One verification runs at a time, in a worker thread: a request made while one runs
-    waits for it and gets its report (`started_at` says when it began). Waiting holds no
-    database connection."""
+    waits for it and gets the report of the follow-up verification that begins then,
+    shared with every request made meanwhile (`started_at` says when it began). Waiting
+    holds no database connection."""
 
     def verify() -> Any:
         with context.pool.connection() as conn, _chain_errors():
