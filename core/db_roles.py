@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, get_args
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -305,6 +305,95 @@ def apply_grants(conn: psycopg.Connection[Any]) -> list[str]:
 
 # -- the start check -----------------------------------------------------------------------------
 
+# Predefined roles that lend a member the database server's own powers.
+SERVER_ROLES: Final[Mapping[str, str]] = {
+    "pg_execute_server_program": "run operating-system commands as the database server",
+    "pg_write_server_files": "write the database server's files",
+    "pg_read_server_files": "read the database server's files",
+}
+# Role attributes a service never needs (pg_roles column -> keyword, what it allows), in the
+# order `_ROLES_HELD` reads them.
+_ATTRIBUTES: Final[Mapping[str, tuple[str, str]]] = {
+    "rolcreaterole": ("CREATEROLE", "grant itself other roles, the owner's among them"),
+    "rolbypassrls": ("BYPASSRLS", "read and write past row-level security"),
+    "rolreplication": ("REPLICATION", "copy the whole cluster as a replica"),
+}
+_OWNED_SHOWN: Final = 3
+_TRIGGERS_OFF: Final = "switch the ledger's triggers off"
+_OWNS: Final = "alter, replace or drop what it owns, the ledger's trigger functions among them"
+
+# Every role the connected one is or may SET ROLE to, with its attributes.
+_ROLES_HELD: Final = (
+    "SELECT r.rolname, r.rolname = current_user, r.rolsuper, r.rolcreaterole, r.rolbypassrls, "
+    "r.rolreplication FROM pg_roles r WHERE pg_has_role(current_user, r.oid, 'MEMBER') "
+    "ORDER BY r.rolname <> current_user, r.rolname"
+)
+# What of the schema the connected role owns (or may act as the owner of); the ledger first.
+_OWNED: Final = """
+SELECT what, owner FROM (
+    SELECT 0 AS ord, c.relname::text AS what, pg_get_userbyid(c.relowner) AS owner
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND pg_has_role(current_user, c.relowner, 'MEMBER')
+    UNION ALL
+    SELECT 1, p.oid::regprocedure::text, pg_get_userbyid(p.proowner)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'public' AND pg_has_role(current_user, p.proowner, 'MEMBER')
+    UNION ALL
+    SELECT 2, 'the schema public', pg_get_userbyid(nspowner) FROM pg_namespace
+    WHERE nspname = 'public' AND pg_has_role(current_user, nspowner, 'MEMBER')
+    UNION ALL
+    SELECT 3, 'the database ' || datname, pg_get_userbyid(datdba) FROM pg_database
+    WHERE datname = current_database() AND pg_has_role(current_user, datdba, 'MEMBER')
+) owned
+ORDER BY what <> 'ledger_entries', ord, what
+"""
+
+Finding = tuple[str, str]  # (what the role is, holds or owns; what that would let it do)
+
+
+def role_findings(conn: psycopg.Connection[Any]) -> tuple[str, list[Finding]]:
+    """(the connected role, what it is, holds or owns that no service role may): a superuser;
+    a member of a server role (`SERVER_ROLES`); CREATEROLE, BYPASSRLS or REPLICATION, its
+    own or a role's it may switch to; an owner of a table, function, the schema or the
+    database. Empty for a role made as docs/database.md says."""
+    roles = conn.execute(_ROLES_HELD).fetchall()
+    user = next((str(row[0]) for row in roles if row[1]), "?")
+    if any(row[2] for row in roles if row[1]):
+        return user, [("a superuser", _TRIGGERS_OFF)]
+    findings: list[Finding] = []
+    for name, itself, superuser, *attributes in roles:
+        role = "a role" if itself else f"a member of {name}, a role"
+        if superuser:  # not itself: a role it may SET ROLE to
+            findings.append((f"a member of {name}, a superuser", _TRIGGERS_OFF))
+        if name in SERVER_ROLES:
+            findings.append((f"a member of {name}", SERVER_ROLES[name]))
+        for (keyword, could), held in zip(_ATTRIBUTES.values(), attributes, strict=True):
+            if held:
+                findings.append((f"{role} with {keyword}", could))
+    owned = [(str(what), str(owner)) for what, owner in conn.execute(_OWNED).fetchall()]
+    if owned and owned[0][0] == "ledger_entries":
+        more = f" and {len(owned) - 1} more of the schema" if len(owned) > 1 else ""
+        found = f"which owns ledger_entries (owner {owned[0][1]}){more}"
+        findings.insert(0, (found, _TRIGGERS_OFF))
+    elif owned:
+        names = [what for what, _ in owned]
+        shown = ", ".join(names[:_OWNED_SHOWN])
+        if len(names) > _OWNED_SHOWN:
+            shown += f" and {len(names) - _OWNED_SHOWN} more"
+        findings.append((f"which owns {shown}", _OWNS))
+    return user, findings
+
+
+def refusal(service: Service, user: str, findings: Sequence[Finding]) -> str:
+    """The start check's message for `service` connecting as `user` with `findings`."""
+    what = "; ".join(found for found, _ in findings)
+    could = ", ".join(dict.fromkeys(consequence for _, consequence in findings))
+    return (
+        f"the {service} connects as {user}, {what}: it could {could}; set "
+        f"{url_setting(service)} to the {SERVICE_ROLES[service]} role (docs/database.md)"
+    )
+
 
 def check_service_connection(
     url: str,
@@ -314,11 +403,13 @@ def check_service_connection(
     stop: threading.Event | None = None,
     retry_s: float = 2.0,
 ) -> None:
-    """Connect once as `service` does and judge its role: a superuser, or the owner of
-    `ledger_entries` (or a member of it), could switch the ledger's triggers off. Refused with
-    `ConfigError` in production, a warning otherwise. A role that lacks one of its grants is
-    refused everywhere, with the fix. While the database cannot be reached, waits for it
-    until `stop` is set; without `stop`, logs that the check was not made and returns."""
+    """Connect once as `service` does and judge its role (`role_findings`): a superuser, the
+    owner of `ledger_entries` or of anything else in the schema, a member of a server role,
+    or a role with CREATEROLE, BYPASSRLS or REPLICATION could get around the ledger's
+    triggers or the grants. Refused with `ConfigError` in production, a warning otherwise.
+    A role that lacks one of its grants is refused everywhere, with the fix. While the
+    database cannot be reached, waits for it until `stop` is set; without `stop`, logs that
+    the check was not made and returns."""
     from core.db import libpq_url, translate_connect_errors  # noqa: PLC0415 - no cycle at import
 
     while True:
@@ -327,15 +418,8 @@ def check_service_connection(
                 translate_connect_errors(url),
                 psycopg.connect(libpq_url(url), connect_timeout=5, autocommit=True) as conn,
             ):
-                row = conn.execute(
-                    "SELECT current_user, r.rolsuper, pg_get_userbyid(c.relowner), "
-                    "c.oid IS NOT NULL AND pg_has_role(current_user, c.relowner, 'MEMBER') "
-                    "FROM pg_roles r LEFT JOIN pg_class c "
-                    "ON c.oid = to_regclass('public.ledger_entries') "
-                    "WHERE r.rolname = current_user"
-                ).fetchone() or ("?", False, None, False)
-                user, superuser, owner, owns = row
-                missing = [] if superuser or owns else _missing_grants(conn, service)
+                user, findings = role_findings(conn)
+                missing = _missing_grants(conn, service)
             break
         except ServiceUnreachable as exc:
             if stop is None:
@@ -344,16 +428,8 @@ def check_service_connection(
             log.warning("waiting for the database to check the %s's role: %s", service, exc)
             if stop.wait(retry_s):
                 return
-    problem = None
-    if superuser:
-        problem = f"connects as {user}, a superuser"
-    elif owns:
-        problem = f"connects as {user}, which owns ledger_entries (owner {owner})"
-    if problem is not None:
-        message = (
-            f"the {service} {problem}: it could switch the ledger's triggers off; set "
-            f"{url_setting(service)} to the {SERVICE_ROLES[service]} role (docs/database.md)"
-        )
+    if findings:
+        message = refusal(service, user, findings)
         if production:
             raise ConfigError(message + "; LIFTLEDGER_ENV=production refuses it")
         log.warning("%s", message)

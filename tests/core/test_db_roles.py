@@ -18,6 +18,7 @@ from core.db_roles import (
     SERVICE_ROLES,
     SERVICES,
     check_service_connection,
+    refusal,
     role_password,
     service_database_url,
     service_settings,
@@ -89,6 +90,26 @@ def test_the_grants_name_only_tables_of_the_schema_and_never_rewrite_the_ledger(
             assert "SELECT" in privileges, (service, table)
         assert grants.get("ledger_entries", frozenset()) <= {"SELECT", "INSERT"}
     assert OWNER_ROLE not in SERVICE_ROLES.values()
+
+
+def test_a_refusal_names_every_power_once_and_the_services_own_setting() -> None:
+    message = refusal(
+        "notifier",
+        "ops",
+        [
+            ("a member of pg_execute_server_program", "run operating-system commands"),
+            ("a role with CREATEROLE", "grant itself other roles"),
+            ("a member of admins, a superuser", "switch the ledger's triggers off"),
+            ("which owns ledger_entries_follow_previous()", "switch the ledger's triggers off"),
+        ],
+    )
+    assert message == (
+        "the notifier connects as ops, a member of pg_execute_server_program; a role with "
+        "CREATEROLE; a member of admins, a superuser; which owns "
+        "ledger_entries_follow_previous(): it could run operating-system commands, grant "
+        "itself other roles, switch the ledger's triggers off; set "
+        "LIFTLEDGER_NOTIFIER_DATABASE_URL to the liftledger_notifier role (docs/database.md)"
+    )
 
 
 def test_the_start_check_waits_for_an_unreachable_database_until_told_to_stop(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -282,6 +283,70 @@ def test_a_service_connecting_as_the_ledgers_owner_is_refused_in_production(
                     _with_login(test_database_url, role, password), "api", production=True
                 )
         finally:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+# A login role that has the API's grants (as a member of its role) and one power more.
+POWERS = {
+    "pg_execute_server_program": ("IN ROLE {api}, pg_execute_server_program", None),
+    "pg_write_server_files": ("IN ROLE {api}, pg_write_server_files", None),
+    "pg_read_server_files": ("IN ROLE {api}, pg_read_server_files", None),
+    "createrole": ("CREATEROLE IN ROLE {api}", None),
+    "bypassrls": ("BYPASSRLS IN ROLE {api}", None),
+    "replication": ("REPLICATION IN ROLE {api}", None),
+    "owns_a_trigger_function": ("IN ROLE {api}", "public.ledger_entries_follow_previous()"),
+}
+POWER_NAMED = {
+    "pg_execute_server_program": "a member of pg_execute_server_program: it could run "
+    "operating-system commands",
+    "pg_write_server_files": "a member of pg_write_server_files: it could write the database "
+    "server's files",
+    "pg_read_server_files": "a member of pg_read_server_files: it could read the database "
+    "server's files",
+    "createrole": "a role with CREATEROLE: it could grant itself other roles",
+    "bypassrls": "a role with BYPASSRLS: it could read and write past row-level security",
+    "replication": "a role with REPLICATION: it could copy the whole cluster",
+    "owns_a_trigger_function": "which owns ledger_entries_follow_previous(): it could alter, "
+    "replace or drop what it owns",
+}
+
+
+@pytest.mark.parametrize("power", list(POWERS))
+def test_a_service_role_with_a_power_beyond_its_grants_is_refused_in_production(
+    power: str, test_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    role, password = f"roles_test_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    options, owned_function = POWERS[power]
+    with psycopg.connect(libpq_url(test_database_url), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} " + options).format(
+                sql.Identifier(role),
+                sql.Literal(password),
+                api=sql.Identifier(SERVICE_ROLES["api"]),
+            )
+        )
+        if owned_function is not None:
+            admin.execute(
+                sql.SQL(f"ALTER FUNCTION {owned_function} OWNER TO {{}}").format(
+                    sql.Identifier(role)
+                )
+            )
+        try:
+            url = _with_login(test_database_url, role, password)
+            expected = re.escape(f"connects as {role}, {POWER_NAMED[power]}")
+            with pytest.raises(ConfigError, match=f"{expected}.*LIFTLEDGER_API_DATABASE_URL"):
+                check_service_connection(url, "api", production=True)
+            with caplog.at_level(logging.WARNING, logger="core.db_roles"):
+                check_service_connection(url, "api", production=False)
+            assert re.search(expected, caplog.text), caplog.text
+        finally:
+            if owned_function is not None:
+                admin.execute(
+                    sql.SQL(f"ALTER FUNCTION {owned_function} OWNER TO {{}}").format(
+                        sql.Identifier(OWNER_ROLE)
+                    )
+                )
             admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
