@@ -141,6 +141,8 @@ class DetectionEngine:
         self.detectors: dict[str, ElevatorDetector] = {}
         self.ready = False
         self.silence_quiet_until = dt.datetime.min.replace(tzinfo=dt.UTC)
+        # Stored messages a detector raised on, since `take_failures` was last called.
+        self.failures: list[tuple[Sample | Event, Exception]] = []
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -152,6 +154,12 @@ class DetectionEngine:
     def invalidate(self) -> None:
         """The last transaction did not commit: rebuild before detecting again."""
         self.ready = False
+
+    def take_failures(self) -> list[tuple[Sample | Event, Exception]]:
+        """The messages a detector raised on since the last call (they are stored; the
+        writer records each as a `detection_failed` dead letter beside it)."""
+        failures, self.failures = self.failures, []
+        return failures
 
     def defer_silence(self, seconds: float) -> None:
         """Judge no elevator silent for `seconds` (after a reconnect or an outage)."""
@@ -280,8 +288,9 @@ class DetectionEngine:
                         signals += detector.on_event(
                             item.type, item.body, item.time.timestamp(), item.received_at
                         )
-                except Exception:  # one odd message must not stop detection for everyone
+                except Exception as exc:  # one odd message must not stop detection for all
                     log.exception("detection failed on a message of %s; skipped", elevator)
+                    self.failures.append((item, exc))
         for status in statuses:
             detector = self._detector(conn, status.elevator)
             if detector is not None:

@@ -37,7 +37,7 @@ from ingest.validate import (
     unprocessable,
     validate,
 )
-from ingest.writer import Batch, DatabaseUnavailable, WriteResult
+from ingest.writer import PURGE_CHUNK, Batch, DatabaseUnavailable, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class BatchSink(Protocol):
         """Run time-driven detection (silence); returns alert events written."""
 
     def purge_dead_letters(self, older_than_s: float) -> int:
-        """Delete dead letters received more than `older_than_s` ago; returns how many."""
+        """Delete one chunk of dead letters received more than `older_than_s` ago; returns
+        how many."""
 
 
 def in_partition(site: str, partition: int, partitions: int) -> bool:
@@ -189,8 +190,9 @@ class Collector:
                 self._tick()
                 next_tick = self._clock() + config.tick_interval_s
             if self._clock() >= next_purge:
-                self._purge()
-                next_purge = self._clock() + config.retention_interval_s
+                # A full chunk means more is due: come back after a second, between batches.
+                backlog = self._purge() >= PURGE_CHUNK
+                next_purge = self._clock() + (1.0 if backlog else config.retention_interval_s)
             pending = source.take(config.batch_max, config.batch_interval_s)
             if not pending:
                 continue
@@ -214,17 +216,18 @@ class Collector:
         except Exception:  # a failing check must not stop ingestion; it is retried next tick
             log.exception("time-driven detection failed")
 
-    def _purge(self) -> None:
+    def _purge(self) -> int:
         try:
             purged = self._sink.purge_dead_letters(self._config.dead_letter_retention_s)
         except DatabaseUnavailable as exc:
             log.debug("dead-letter retention skipped: %s", exc)
-            return
+            return 0
         except Exception:  # retention must not stop ingestion; it runs again next interval
             log.exception("dead-letter retention failed")
-            return
+            return 0
         if purged:
             log.info("deleted %d dead letters past their retention", purged)
+        return purged
 
     def _validate_one(self, message: ReceivedMessage) -> Outcome:
         try:

@@ -128,7 +128,13 @@ class Rejected:
 
 
 def unprocessable(
-    topic: str, payload: bytes, received_at: dt.datetime, exc: BaseException, elevator: str | None
+    topic: str,
+    payload: bytes,
+    received_at: dt.datetime,
+    exc: BaseException,
+    elevator: str | None,
+    *,
+    reason: str = "unprocessable",
 ) -> Rejected:
     """The dead letter of a message whose handling raised: the error is named, the batch goes on."""
     detail = f"{type(exc).__name__}: {exc}"[:500]
@@ -136,14 +142,14 @@ def unprocessable(
         return Rejected(
             topic,
             payload[:OVERSIZED_PREFIX_BYTES],
-            "unprocessable",
+            reason,
             detail,
             elevator,
             received_at,
             len(payload),
             hashlib.sha256(payload).digest(),
         )
-    return Rejected(topic, payload, "unprocessable", detail, elevator, received_at)
+    return Rejected(topic, payload, reason, detail, elevator, received_at)
 
 
 Outcome = Sample | Event | Status | Rejected

@@ -62,11 +62,11 @@ _INSERT_DEAD_LETTER: Final = (
     "(received_at, topic, payload, reason, detail, elevator_id, payload_size, payload_sha256) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
-_PURGE_CHUNK: Final = 10_000
+PURGE_CHUNK: Final = 10_000
 _PURGE_DEAD_LETTERS: Final = f"""
 DELETE FROM dead_letters WHERE id IN (
     SELECT id FROM dead_letters WHERE received_at < now() - make_interval(secs => %s)
-    LIMIT {_PURGE_CHUNK}
+    LIMIT {PURGE_CHUNK}
 )
 """  # noqa: S608 - a constant
 # Live status never moves backwards: an older sample (a redelivery) does not overwrite it.
@@ -115,6 +115,9 @@ class Detection(Protocol):
     def invalidate(self) -> None:
         """A transaction did not commit; in-memory state must be rebuilt."""
 
+    def take_failures(self) -> Sequence[tuple[Sample | Event, Exception]]:
+        """Messages a detector raised on during the last `process`, each with its error."""
+
 
 @dataclass(slots=True)
 class Batch:
@@ -145,6 +148,12 @@ def _row(sample: Sample) -> tuple[Any, ...]:
         d.load_kg, d.occupied, d.mode, d.vib_mg, d.motor_c, d.brake_c, d.level_mm,
         Jsonb(sample.extra) if sample.extra is not None else None,
     )  # fmt: skip
+
+
+def _text(value: str) -> str:
+    """`value` as PostgreSQL text can hold it: no NUL and no lone surrogate (an error message
+    may quote part of a payload)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\0")
 
 
 def _lost(conn: psycopg.Connection[Any]) -> bool:
@@ -224,16 +233,13 @@ class BatchWriter:
             raise
 
     def purge_dead_letters(self, older_than_s: float) -> int:
-        """Delete dead letters older than `older_than_s`, in short transactions."""
+        """Delete at most one chunk (10,000) of dead letters older than `older_than_s`, in one
+        short transaction; returns how many. The caller comes back for the next chunk between
+        batches, so a large backlog never holds up ingestion."""
         conn = self._connection()
-        purged = 0
         try:
-            while True:
-                with conn.transaction():
-                    deleted = conn.execute(_PURGE_DEAD_LETTERS, (older_than_s,)).rowcount
-                purged += deleted
-                if deleted < _PURGE_CHUNK:
-                    return purged
+            with conn.transaction():
+                return conn.execute(_PURGE_DEAD_LETTERS, (older_than_s,)).rowcount
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise DatabaseUnavailable(_first_line(exc)) from exc
@@ -307,7 +313,7 @@ class BatchWriter:
             log.exception("detection over statuses and dead letters failed; stored without it")
             if self._detection is not None:
                 self._detection.invalidate()
-            self._write(conn, rest, detect=False)
+            self._write_rest_one_by_one(conn, rest)
         return WriteResult(
             samples_inserted=samples_inserted,
             samples_duplicate=samples_duplicate,
@@ -315,6 +321,19 @@ class BatchWriter:
             dead_letters=rejected,
             alert_events=alert_events,
         )
+
+    def _write_rest_one_by_one(self, conn: psycopg.Connection[Any], rest: Batch) -> None:
+        """Statuses and dead letters without detection, each alone; one that still fails is
+        logged and left out (a dead letter cannot itself be dead-lettered), so the batch is
+        acknowledged and the collector goes on."""
+        singles = [Batch(statuses=[s]) for s in rest.statuses]
+        singles += [Batch(rejected=[r]) for r in rest.rejected]
+        for single in singles:
+            try:
+                self._write(conn, single, detect=False)
+            except Exception as exc:
+                self._raise_if_unavailable(conn, exc)
+                log.exception("could not store %s; left out", single)
 
     def _write(
         self, conn: psycopg.Connection[Any], batch: Batch, *, detect: bool = True
@@ -332,15 +351,29 @@ class BatchWriter:
             self._write_dead_letters(conn, batch.rejected)
             self._write_status(conn, samples, batch.statuses)
             alert_events: Sequence[object] = ()
+            dead_letters: Sequence[Rejected] = batch.rejected
             if detection is not None:
+                detection.take_failures()  # anything left from a batch that did not commit
                 alert_events = detection.process(
                     conn, new_samples, new_events, batch.statuses, batch.rejected
                 )
+                # A message a detector raised on is stored, and recorded beside it, so the
+                # failure is counted and visible, never silent.
+                failed = [
+                    unprocessable(
+                        item.topic, item.payload, item.received_at, exc, item.elevator,
+                        reason="detection_failed",
+                    )
+                    for item, exc in detection.take_failures()
+                ]  # fmt: skip
+                if failed:
+                    self._write_dead_letters(conn, failed)
+                    dead_letters = [*batch.rejected, *failed]
         return WriteResult(
             samples_inserted=len(new_samples),
             samples_duplicate=len(batch.samples) - len(new_samples),
             events_inserted=len(new_events),
-            dead_letters=batch.rejected,
+            dead_letters=dead_letters,
             alert_events=len(alert_events),
         )
 
@@ -443,10 +476,10 @@ class BatchWriter:
                 [
                     (
                         r.received_at,
-                        r.topic,
+                        _text(r.topic),
                         r.payload,
                         r.reason,
-                        r.detail,
+                        _text(r.detail),
                         r.elevator,
                         r.size,
                         r.sha256,

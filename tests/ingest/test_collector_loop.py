@@ -12,7 +12,7 @@ from core.protocol import topic_for
 from ingest.collector import Collector, CollectorConfig, RegistryCache, in_partition, topic_filters
 from ingest.metrics import CollectorMetrics
 from ingest.subscriber import ReceivedMessage
-from ingest.writer import Batch, DatabaseUnavailable, WriteResult
+from ingest.writer import PURGE_CHUNK, Batch, DatabaseUnavailable, WriteResult
 
 NOW = dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC)
 
@@ -154,3 +154,53 @@ def test_partitions_cover_every_site_exactly_once() -> None:
         "lift/v1/+/+/event",
         "lift/v1/+/+/status",
     ]
+
+
+class PurgingSink(FlakySink):
+    """Has `backlog` dead letters past retention and deletes them a chunk at a time."""
+
+    def __init__(self, source: FakeSource, backlog: int) -> None:
+        super().__init__(0, source)
+        self.backlog = backlog
+        self.purges_between_batches: list[int] = []
+
+    def write(self, batch: Batch) -> WriteResult:
+        self.purges_between_batches.append(0)
+        return super().write(batch)
+
+    def purge_dead_letters(self, older_than_s: float) -> int:
+        deleted = min(self.backlog, PURGE_CHUNK)
+        self.backlog -= deleted
+        if self.purges_between_batches:
+            self.purges_between_batches[-1] += 1
+        return deleted
+
+
+def test_a_large_dead_letter_backlog_is_purged_a_chunk_at_a_time_between_batches() -> None:
+    now = [0.0]
+    source = FakeSource([_message(n) for n in range(3)])
+    sink = PurgingSink(source, backlog=3 * PURGE_CHUNK + 5)
+    registry = RegistryCache(lambda: {"e1": "s1"}, refresh_s=1e9, unknown_refresh_s=1e9)
+    registry.load_first(threading.Event())
+    collector = Collector(
+        sink=sink, registry=registry, metrics=CollectorMetrics(),
+        config=CollectorConfig(batch_max=1, tick_interval_s=1e9), clock=lambda: now[0],
+    )  # fmt: skip
+    stop = threading.Event()
+
+    class Ticking(FakeSource):
+        takes = 0
+
+        def take(self, max_count: int, timeout_s: float) -> list[ReceivedMessage]:
+            now[0] += 1.5  # time passes while waiting for messages
+            self.takes += 1
+            if (sink.backlog == 0 and not self.messages) or self.takes > 50:
+                stop.set()
+            return super().take(max_count, timeout_s)
+
+    ticking = Ticking(source.messages)
+    sink.source = ticking
+    collector.run(ticking, stop)
+    assert sink.backlog == 0  # within 50 passes of ~1.5 s, not an hour per chunk
+    assert sink.committed == [0, 1, 2]
+    assert max(sink.purges_between_batches) <= 1  # one chunk between two batches at most

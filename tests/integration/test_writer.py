@@ -6,11 +6,15 @@ import datetime as dt
 import uuid
 
 import msgspec
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from alerts.detector import ElevatorDetector
+from alerts.engine import DetectionEngine
+from alerts.rules import Reading
 from core.protocol import topic_for
-from ingest.validate import Sample, validate
+from ingest.validate import Event, Rejected, Sample, validate
 from ingest.writer import Batch, BatchWriter
 
 NOW = dt.datetime.now(dt.UTC)
@@ -130,6 +134,9 @@ class ExplodingDetection:
     def invalidate(self) -> None:
         self.invalidated += 1
 
+    def take_failures(self) -> list[tuple[Sample | Event, Exception]]:
+        return []
+
 
 def _dead_letter_reasons(engine: Engine, boot: str) -> list[tuple[str, str]]:
     with engine.connect() as connection:
@@ -185,3 +192,55 @@ def test_a_message_whose_detection_raises_is_dead_lettered_and_the_batch_goes_on
     assert [reason for reason, _ in reasons] == ["unprocessable"]
     assert "OverflowError" in reasons[0][1]
     assert detection.invalidated >= 1  # detectors that saw part of a failed batch are rebuilt
+
+
+def test_a_dead_letter_whose_detail_quotes_a_nul_or_a_lone_surrogate_is_stored(
+    engine: Engine, test_database_url: str
+) -> None:
+    _register(engine)
+    marker = f"w-{uuid.uuid4().hex[:6]}"
+    topic = topic_for(SITE, ELEVATOR, "telemetry")
+    hostile = Rejected(
+        topic, marker.encode(), "unprocessable", "ValueError: a\x00b \ud800 c", ELEVATOR, NOW
+    )
+    writer = BatchWriter(test_database_url)
+    try:
+        result = writer.write(Batch(rejected=[hostile]))
+    finally:
+        writer.close()
+    assert [r.reason for r in result.dead_letters] == ["unprocessable"]
+    with engine.connect() as connection:
+        detail = connection.execute(
+            sa.text("SELECT detail FROM dead_letters WHERE payload = :p"), {"p": marker.encode()}
+        ).scalar_one()
+    assert detail == "ValueError: a\\0b \\ud800 c"
+
+
+def test_a_message_a_real_detector_raises_on_is_stored_and_recorded_as_a_dead_letter(
+    engine: Engine, test_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _register(engine)
+    boot = f"w-{uuid.uuid4().hex[:6]}"
+    original = ElevatorDetector.on_sample
+
+    def on_sample(self: ElevatorDetector, reading: Reading, received_at: dt.datetime) -> object:
+        if reading.floor == 4:  # the poisoned sample
+            raise ZeroDivisionError("a rule divided by zero")
+        return original(self, reading, received_at)
+
+    monkeypatch.setattr(ElevatorDetector, "on_sample", on_sample)
+    poisoned = _sample(boot, 2)
+    poisoned = Sample(**{
+        **{f: getattr(poisoned, f) for f in Sample.__slots__},
+        "data": msgspec.structs.replace(poisoned.data, floor=4),
+    })  # fmt: skip
+    writer = BatchWriter(test_database_url, detection=DetectionEngine())
+    try:
+        result = writer.write(Batch(samples=[_sample(boot, 1), poisoned, _sample(boot, 3)]))
+    finally:
+        writer.close()
+    assert _rows(engine, boot) == [1, 2, 3]  # the data is kept
+    assert [r.reason for r in result.dead_letters] == ["detection_failed"]
+    reasons = _dead_letter_reasons(engine, boot)
+    assert [reason for reason, _ in reasons] == ["detection_failed"]
+    assert "ZeroDivisionError" in reasons[0][1]
