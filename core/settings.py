@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     stale_timestamp_s: float = Field(default=7 * 86_400.0, ge=3_600.0, le=400 * 86_400.0)
     # Dead letters older than this are deleted by the collectors (docs/ingest.md).
     dead_letter_retention_days: int = Field(default=30, ge=1, le=3_650)
+    # The local broker logs ACL denials (its debug level, filtered); off saves it formatting
+    # a few log lines per message at fleet rates (docs/security.md).
+    mqtt_log_denials: bool = True
 
     @field_validator(
         "database_url",

@@ -84,8 +84,7 @@ log_type error
 log_type warning
 log_type notice
 log_type subscribe
-log_type debug
-user {user}
+{debug}user {user}
 """
 
 
@@ -258,6 +257,9 @@ class LocalMosquitto:
                 max_queued_bytes=MAX_QUEUED_BYTES,
                 max_packet=MAX_PACKET_BYTES,
                 user=owner[0] if owner is not None else "mosquitto",
+                # Mosquitto reports an ACL denial only at debug level; the filter keeps those
+                # lines and drops the per-packet ones (about 4 per QoS 1 message).
+                debug="log_type debug\n" if self._settings.mqtt_log_denials else "",
             ),
             encoding="utf-8",
         )
