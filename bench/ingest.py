@@ -14,6 +14,10 @@ Each rate is messages divided by the time from the consumer's connect to its las
 interpreter's start-up is not counted). Targets: (c) ≥ 0.75 of (a) and (c) ≥ 5 times (b). The naive
 collector is measured over a tenth of the messages (it is slow; its rate does not depend on
 N). Writes go to a database of their own, `<name>_bench`, created fresh.
+
+The broker binds client ids to accounts, so the consumers use the `svc.monitor`,
+`svc.collector.1-of-2` and `svc.collector` accounts and their sessions: run it on a stack
+where no collector or monitor is connected (it starts and discards those sessions).
 """
 
 from __future__ import annotations
