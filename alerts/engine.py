@@ -30,6 +30,7 @@ from alerts.rules import ElevatorLimits, Finding, Reading
 from alerts.store import AlertEventRecord, apply_signal, record_in_ledger
 from core.faults import DEFAULT_THRESHOLDS, Severity, resolve_thresholds
 from core.protocol import TelemetrySample
+from core.stored_json import decode_object
 from ingest.validate import Event, Rejected, Sample, Status
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ SELECT t.* FROM unnest(%s::text[]) AS e(id) CROSS JOIN LATERAL (
 """
 _REPLAY_EVENTS: Final = """
 SELECT t.* FROM unnest(%s::text[]) AS e(id) CROSS JOIN LATERAL (
-    SELECT elevator_id, time, received_at, boot, seq, type, body FROM device_events
+    SELECT elevator_id, time, received_at, boot, seq, type, body::text AS body FROM device_events
     WHERE elevator_id = e.id AND time > %s ORDER BY time DESC, boot, seq LIMIT %s
 ) AS t
 """
@@ -231,7 +232,9 @@ class DetectionEngine:
                 if kind == 0:
                     detector.on_sample(_reading_of_row(row), row["received_at"])
                 else:
-                    detector.on_event(row["type"], row["body"], t_s, row["received_at"])
+                    # Decoded here, per row and bounded: a stored body is not trusted.
+                    body = decode_object(row["body"])
+                    detector.on_event(row["type"], body, t_s, row["received_at"])
             except Exception:  # a stored row a detector cannot take must not stop the rebuild
                 log.exception("replay skipped a stored message of %s", row["elevator_id"])
 

@@ -16,6 +16,7 @@ from typing import Final
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp
 
@@ -30,6 +31,7 @@ from api.views import alerts, audit, auth, elevators, maintenance, operations, r
 from core.db import libpq_url
 from core.db_roles import check_service_connection, service_settings
 from core.settings import Settings, load_settings
+from core.stored_json import StoredJsonError, bounded_json_loads
 
 # A fixed-size pool: opening a connection (SCRAM authentication) takes milliseconds, which
 # a request should never wait for; more connections than this would only queue on 2 cores.
@@ -62,6 +64,8 @@ def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = 
     """The API application for `settings`; connects only when it starts serving, as the
     API's database role."""
     settings = service_settings(settings, "api")
+    # Every json/jsonb column this process reads is depth-checked before it is decoded.
+    set_json_loads(bounded_json_loads)
     conninfo = libpq_url(settings.resolved_database_url())
     metrics = ApiMetrics()
     sign_in_policy = SignInPolicy(
@@ -114,6 +118,15 @@ def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = 
         },
     )
     install_error_handlers(app)
+
+    @app.exception_handler(StoredJsonError)
+    async def _unreadable(request: Request, exc: StoredJsonError) -> JSONResponse:
+        # A stored value this process refuses to decode (docs/security.md): the request
+        # fails, the process and the connection go on.
+        body = ErrorBody(
+            code="unreadable_stored_data", message=f"a stored value is unreadable: {exc}"
+        )
+        return JSONResponse(body.model_dump(), status_code=500)
 
     @app.exception_handler(psycopg.errors.DataError)
     async def _data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:

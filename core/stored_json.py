@@ -19,6 +19,7 @@ a small JSON object of plain values:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any, Final
@@ -90,6 +91,17 @@ def bounded(text: str, limit: int = REASON_CHARS) -> str:
     """`text` cut to `limit` characters, with non-printable characters escaped, for a log."""
     shown = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def bounded_json_loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """`json.loads` for psycopg's json/jsonb columns (`psycopg.types.json.set_json_loads`),
+    refusing with `StoredJsonError` what is nested deeper than `MAX_DEPTH` before decoding: in
+    a process whose recursion limit web3 raised, a deep stored value would otherwise overflow
+    the C stack. A refused column fails its query, not the process."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if depth_exceeds(raw, MAX_DEPTH):
+        raise StoredJsonError(f"nested more than {MAX_DEPTH} levels")
+    return json.loads(raw)
 
 
 def report_unreadable(reader: str, seq: int | None, reason: object) -> None:

@@ -44,6 +44,7 @@ from tests.integration.api_helpers import (
     add_alert,
     add_person,
     add_site_with_elevator,
+    client,
     running_api,
 )
 
@@ -450,3 +451,25 @@ def test_the_verifier_names_each_hostile_entry_by_seq(
     assert all(len(p.detail) < 400 for p in report.problems), [
         p for p in report.problems if len(p.detail) >= 400
     ]
+
+
+def test_an_alert_whose_stored_event_details_nest_too_deep_does_not_kill_the_api(
+    stack_settings: Settings, test_database_url: str
+) -> None:
+    with psycopg.connect(libpq_url(test_database_url), autocommit=True) as conn:
+        site, elevator = add_site_with_elevator(conn, "deep")
+        supervisor = add_person(conn, stack_settings, "supervisor")
+        alert_id = add_alert(conn, elevator, site)
+        # PostgreSQL's own jsonb limit is below 100,000 levels; 5,000 is far past ours.
+        conn.execute(
+            "INSERT INTO alert_events (alert_id, kind, time, details) "
+            "VALUES (%s, 'opened', now(), %s::jsonb)",
+            (alert_id, '{"a":' * 5_000 + "1" + "}" * 5_000),
+        )
+    with running_api(stack_settings, test_database_url) as url, client(url) as http:
+        answer = http.get(f"/api/v1/alerts/{alert_id}", headers=supervisor.headers)
+        assert answer.status_code == 500  # refused, and the process and connection live on
+        assert answer.json()["code"] == "unreadable_stored_data"
+        assert http.get("/healthz").status_code == 200
+        listed = http.get("/api/v1/alerts", headers=supervisor.headers)
+        assert listed.status_code == 200

@@ -244,3 +244,27 @@ def test_a_message_a_real_detector_raises_on_is_stored_and_recorded_as_a_dead_le
     reasons = _dead_letter_reasons(engine, boot)
     assert [reason for reason, _ in reasons] == ["detection_failed"]
     assert "ZeroDivisionError" in reasons[0][1]
+
+
+def test_a_stored_event_body_nested_too_deep_does_not_stop_detection(
+    engine: Engine, test_database_url: str
+) -> None:
+    _register(engine)
+    boot = f"w-{uuid.uuid4().hex[:6]}"
+    deep = '{"a":' * 5000 + "1" + "}" * 5000  # as an insider could store it
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO device_events (elevator_id, boot, seq, time, received_at, type, "
+                "body) VALUES (:e, :b, 1, now(), now(), 'door_cycle', CAST(:body AS jsonb))"
+            ),
+            {"e": ELEVATOR, "b": boot, "body": deep},
+        )
+    writer = BatchWriter(test_database_url, detection=DetectionEngine())
+    try:
+        result = writer.write(Batch(samples=[_sample(boot, 2)]))  # rebuilds the detectors first
+    finally:
+        writer.close()
+    assert result.samples_inserted == 1
+    assert result.dead_letters == []
+    assert _rows(engine, boot) == [2]
