@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, status
@@ -243,12 +244,19 @@ def change_elevator(
     return ElevatorOut.of(row)
 
 
+_REGISTRY_SYNC = threading.Lock()
+
+
 def _registry_changed(conn: Conn, context: ApiContext) -> None:
-    """Hand every active (site, elevator) to the broker-account hook, if one is wired."""
+    """Hand every active (site, elevator) to the broker-account hook, if one is wired.
+
+    Read and handed over under one lock, so two changes at once cannot leave the older list
+    written last."""
     if context.on_registry_change is None:
         return
-    rows = conn.execute("SELECT site_id, id FROM elevators WHERE active ORDER BY id").fetchall()
-    context.on_registry_change([(str(site), str(elevator)) for site, elevator in rows])
+    with _REGISTRY_SYNC:
+        rows = conn.execute("SELECT site_id, id FROM elevators WHERE active ORDER BY id").fetchall()
+        context.on_registry_change([(str(site), str(elevator)) for site, elevator in rows])
 
 
 def _bucket_seconds(text: str) -> int:

@@ -17,10 +17,12 @@ dropped-message notices are logged without a line per message.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import os
 import pwd
 import signal
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -208,12 +210,15 @@ class LocalMosquitto:
         accounts = [service_credentials(secret, name) for name in SERVICE_USERNAMES]
         accounts += [device_credentials(secret, elevator) for _, elevator in pairs]
         owner = broker_user()
-        changed = _write_if_changed(
-            self.passwd,
-            "\n".join(password_line(account) for account in accounts) + "\n",
-            owner,
-        )
-        return _write_if_changed(self.acl, render_acl(pairs), owner) or changed
+        # One writer at a time, across processes (the CLI and the API may both write).
+        with (self.folder / ".auth.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            changed = _write_if_changed(
+                self.passwd,
+                "\n".join(password_line(account) for account in accounts) + "\n",
+                owner,
+            )
+            return _write_if_changed(self.acl, render_acl(pairs), owner) or changed
 
     def reload(self) -> None:
         """Make a running broker re-read its password file and ACL."""
@@ -300,11 +305,15 @@ def _write_if_changed(path: Path, text: str, owner: tuple[str, int, int] | None 
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    if owner is not None:
-        os.chown(tmp, owner[1], owner[2])
-    tmp.replace(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if owner is not None:
+            os.chown(tmp, owner[1], owner[2])
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return True

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,32 @@ def test_a_broker_that_dropped_queued_messages_is_reported(tmp_path: Path) -> No
     assert broker.dropped_clients() == [
         "2026-11-29T10:00:01: Outgoing messages are being dropped for client svc.collector."
     ]
+
+
+def test_concurrent_account_writes_never_mix_two_registries(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    broker = mosquitto.LocalMosquitto(settings)
+    registries = [[(f"s{k}", f"e{k}-{n}") for n in range(50)] for k in range(6)]
+    errors: list[BaseException] = []
+
+    def write(registry: list[tuple[str, str]]) -> None:
+        try:
+            for _ in range(15):
+                broker.write_auth(registry)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(r,)) for r in registries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    acl = broker.acl.read_text()
+    users = {line.split(":", 1)[0] for line in broker.passwd.read_text().splitlines()}
+    # Both files are one registry's, whole: the password file's devices are the ACL's.
+    devices = {u for u in users if not u.startswith("svc.")}
+    assert devices in [{e for _, e in r} for r in registries]
+    assert all(f"user {device}\n" in acl for device in devices)
+    assert not list(broker.folder.glob(".passwd.*"))
+    assert not list(broker.folder.glob(".acl.*"))
