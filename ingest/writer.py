@@ -283,6 +283,7 @@ class BatchWriter:
         with the error named; every other message is committed as usual, in order.
         """
         rejected = list(batch.rejected)
+        recorded: list[Rejected] = []
         samples_inserted = samples_duplicate = events_inserted = alert_events = 0
         singles = [Batch(samples=[s]) for s in batch.samples]
         singles += [Batch(events=[e]) for e in batch.events]
@@ -305,6 +306,7 @@ class BatchWriter:
             samples_duplicate += result.samples_duplicate
             events_inserted += result.events_inserted
             alert_events += result.alert_events
+            recorded += result.dead_letters  # `detection_failed`, already stored beside it
         rest = Batch(statuses=batch.statuses, rejected=rejected)
         try:
             alert_events += self._write(conn, rest).alert_events
@@ -318,7 +320,7 @@ class BatchWriter:
             samples_inserted=samples_inserted,
             samples_duplicate=samples_duplicate,
             events_inserted=events_inserted,
-            dead_letters=rejected,
+            dead_letters=[*rejected, *recorded],
             alert_events=alert_events,
         )
 
