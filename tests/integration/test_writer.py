@@ -141,11 +141,12 @@ class ExplodingDetection:
 def _dead_letter_reasons(engine: Engine, boot: str) -> list[tuple[str, str]]:
     with engine.connect() as connection:
         rows = connection.execute(
+            # Payloads are bytes, not always text: match the marker as bytes.
             sa.text(
-                "SELECT reason, detail FROM dead_letters WHERE convert_from(payload, 'UTF8') "
-                "LIKE :b ORDER BY id"
+                "SELECT reason, detail FROM dead_letters "
+                "WHERE position(CAST(:b AS bytea) IN payload) > 0 ORDER BY id"
             ),
-            {"b": f'%"boot":"{boot}"%'},
+            {"b": f'"boot":"{boot}"'.encode()},
         )
         return [(str(reason), str(detail)) for reason, detail in rows]
 
