@@ -15,17 +15,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
 import psycopg
 import pytest
-from psycopg import sql
 
 from api.context import ApiContext
-from core.db import create_engine_from_url, libpq_url
-from core.migrate import upgrade
+from core.db import libpq_url
 from core.settings import Settings
 from tests.integration.api_helpers import (
     Person,
@@ -35,6 +33,7 @@ from tests.integration.api_helpers import (
     running_api,
 )
 from tests.integration.cli_helpers import clean_environment, run_cli
+from tests.integration.databases import migrated_database
 
 MIB = 1024 * 1024
 GOOD_PASSWORD = "lift-rescue-7Q"
@@ -502,21 +501,11 @@ def test_a_report_csv_escapes_a_formula_in_a_building_name(server: Server) -> No
 
 
 @pytest.fixture(scope="module")
-def lone_admin_database(stack_settings: Settings, test_database_url: str) -> str:
+def lone_admin_database(stack_settings: Settings, test_database_url: str) -> Iterator[str]:
     """A database of its own (other tests' admins must not count), migrated from scratch."""
-    parts = urlsplit(libpq_url(test_database_url))
-    name = parts.path.lstrip("/") + "_lone_admin"
-    with psycopg.connect(libpq_url(test_database_url), autocommit=True) as conn:
-        database = sql.Identifier(name)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
-    url = urlunsplit(parts._replace(path=f"/{name}"))
-    engine = create_engine_from_url(url, pool_size=1)
-    try:
-        upgrade(engine, telemetry_chunk_hours=stack_settings.telemetry_chunk_hours)
-    finally:
-        engine.dispose()
-    return url
+    name = urlsplit(libpq_url(test_database_url)).path.lstrip("/") + "_lone_admin"
+    with migrated_database(stack_settings, name) as url:
+        yield url
 
 
 @pytest.mark.integration

@@ -12,20 +12,18 @@ import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from core.db import create_engine_from_url, libpq_url
-from core.migrate import upgrade
+from core.db import libpq_url
 from core.settings import Settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
 from ledger.deploy import deploy_contract
 from ledger.entries import PendingEntry, append_entries, content_hash, entry_bytes, leaf_hash
 from ledger.verify import verify_log
+from tests.integration.databases import migrated_database
 
 
 @pytest.fixture
@@ -171,21 +169,8 @@ def test_concurrent_appenders_keep_the_log_dense_and_linked(url: str) -> None:
 def own_database(stack_settings: Settings) -> Iterator[str]:
     """A migrated database of this test's own: the whole-log audit below must see only what
     the test wrote, not the other tests' deliberately tampered rows."""
-    main = libpq_url(stack_settings.resolved_database_url())
-    name = f"density_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(main, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlunsplit(urlsplit(main)._replace(path=f"/{name}"))
-    engine = create_engine_from_url(url, pool_size=1)
-    try:
-        upgrade(engine, telemetry_chunk_hours=stack_settings.telemetry_chunk_hours)
-    finally:
-        engine.dispose()
-    yield url
-    with psycopg.connect(main, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with migrated_database(stack_settings, f"density_{uuid.uuid4().hex[:8]}") as url:
+        yield url
 
 
 def test_the_anchorer_keeps_going_after_a_refused_gap(
