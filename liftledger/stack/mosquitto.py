@@ -17,6 +17,7 @@ dropped-message notices are logged without a line per message.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -199,8 +200,9 @@ class LocalMosquitto:
         digest = hashlib.sha256(str(self._settings.data_dir).encode()).hexdigest()[:12]
         target = Path("/var/lib/liftledger") / digest / "mosquitto"
         target.mkdir(parents=True, exist_ok=True)
-        self.folder.symlink_to(target, target_is_directory=True)
-        return target
+        with contextlib.suppress(FileExistsError):  # another writer linked it first
+            self.folder.symlink_to(target, target_is_directory=True)
+        return self.folder.resolve()
 
     def write_auth(self, elevators: Iterable[tuple[str, str]]) -> bool:
         """Write the password file and ACL; True when either changed."""
