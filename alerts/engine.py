@@ -29,9 +29,9 @@ from alerts.detector import STREAM_TYPES, AlertSignal, ElevatorDetector
 from alerts.rules import ElevatorLimits, Finding, Reading
 from alerts.store import AlertEventRecord, apply_signal, record_in_ledger
 from core.faults import DEFAULT_THRESHOLDS, Severity, resolve_thresholds
+from core.messages import Event, Rejected, Sample, Status
 from core.protocol import TelemetrySample
 from core.stored_json import decode_object
-from ingest.validate import Event, Rejected, Sample, Status
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ DEFAULT_READ_TIMEOUT_S: Final = 20.0
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` closing a connection whose request is not read in time; the
-    deadline is the config's `request_read_timeout_s` (`api.service.ApiServerConfig`)."""
+    deadline is the config's `request_read_timeout_s`
+    (`liftledger.services.api.ApiServerConfig`)."""
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)

@@ -1,12 +1,12 @@
 """The alert stream behind `GET /api/v1/alerts/stream` (Server-Sent Events).
 
 One `AlertBroadcaster` thread per API process listens on the ledger's NOTIFY channel, reads
-each new alert notice once (`alerts.feed`) and hands it to every connected client's queue;
+each new alert notice once (`notify.feed`) and hands it to every connected client's queue;
 clients are async generators, so a thousand open streams cost a thousand queues, not a
 thousand threads or database connections. A client that falls too far behind is closed and
 resumes with `Last-Event-ID` (the ledger seq), replayed from the database.
 
-An unreadable stored entry is left out by the feed (`alerts.feed.read_notices`, which logs
+An unreadable stored entry is left out by the feed (`notify.feed.read_notices`, which logs
 and counts it); both the broadcaster and a replay continue from the last entry the feed
 read, so one bad entry cannot stop the stream or end a replay early.
 """
@@ -23,15 +23,8 @@ from typing import Any, Final
 
 import psycopg
 
-from alerts.feed import (
-    AlertNotice,
-    NoticeBatch,
-    NoticeFilter,
-    latest_seq,
-    listen,
-    read_notices,
-    wait_for_entries,
-)
+from ledger.follow import latest_seq, listen, wait_for_entries
+from notify.feed import AlertNotice, NoticeBatch, NoticeFilter, read_notices
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ published the message that completed the rule (found by the device time the aler
 to the moment the notice arrived
 
   - on the MQTT alert topic (a subscriber as `svc.alert-reader`), and
-  - on the event stream the API serves as SSE (`alerts.feed`: LISTEN/NOTIFY, then a read).
+  - on the event stream the API serves as SSE (`notify.feed`: LISTEN/NOTIFY, then a read).
 
 Prints p50 / p95 / p99 / max for both. Target: p99 ≤ 250 ms.
 """
@@ -41,7 +41,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session
 
-from alerts.feed import latest_seq, listen, read_notices, wait_for_entries
 from bench.common import fresh_database
 from core.credentials import (
     ALERT_READER_USERNAME,
@@ -53,7 +52,9 @@ from core.db import create_engine_from_url, libpq_url
 from core.registry import upsert_registry
 from core.settings import Settings, load_settings
 from ingest.collector import topic_filters
+from ledger.follow import latest_seq, listen, wait_for_entries
 from liftledger import stack
+from notify.feed import read_notices
 from simulators.fleet import DeviceMessage, Fleet
 from simulators.publisher import DeviceIdentity, FleetPublisher
 from simulators.runner import MqttSink, run_fleet

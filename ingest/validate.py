@@ -12,11 +12,11 @@ import functools
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
+from core.messages import Event, Rejected, Sample, Status
 from core.protocol import (
     MAX_FUTURE_SKEW_S,
     MAX_PAYLOAD_BYTES,
@@ -59,72 +59,6 @@ DEFAULT_MAX_AGE_S: Final = 7 * 86_400.0
 MAX_SEQ: Final = 2**63 - 1  # bigint
 # Every elevator publishes on the same three topics over and over.
 _parse_topic = functools.lru_cache(maxsize=65_536)(parse_topic)
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """A valid telemetry sample of a registered elevator."""
-
-    elevator: str
-    site: str
-    time: dt.datetime
-    received_at: dt.datetime
-    data: TelemetrySample
-    extra: dict[str, Any] | None
-    topic: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A valid device event; `body` holds the type-specific fields."""
-
-    elevator: str
-    site: str
-    boot: str
-    seq: int
-    time: dt.datetime
-    received_at: dt.datetime
-    type: str
-    body: dict[str, Any]
-    topic: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """An online/offline status message (retained, or the broker's Last Will)."""
-
-    elevator: str
-    site: str
-    online: bool
-    received_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A message for the dead-letter table."""
-
-    topic: str
-    payload: bytes
-    reason: str
-    detail: str
-    elevator: str | None
-    received_at: dt.datetime
-    payload_size: int = -1  # bytes as received when `payload` is only a prefix
-    payload_sha256: bytes | None = None  # of the payload as received, when cut
-
-    @property
-    def size(self) -> int:
-        """Size of the payload as received."""
-        return self.payload_size if self.payload_size >= 0 else len(self.payload)
-
-    @property
-    def sha256(self) -> bytes:
-        """SHA-256 of the payload as received."""
-        if self.payload_sha256 is not None:
-            return self.payload_sha256
-        return hashlib.sha256(self.payload).digest()
 
 
 def unprocessable(

@@ -26,7 +26,8 @@ import psycopg
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from ingest.validate import Event, Rejected, Sample, Status, unprocessable
+from core.messages import Event, Rejected, Sample, Status
+from ingest.validate import unprocessable
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from alerts.notifier import NotifierConfig
-from alerts.service import run_notifier
-from alerts.webhooks import active_subscriptions, add_subscription, remove_subscription
 from core.credentials import device_credentials
 from core.db import create_engine_from_url, libpq_url, session_factory, translate_connect_errors
 from core.db_roles import check_service_connection, service_settings
@@ -39,9 +36,12 @@ from core.registry import (
 )
 from core.settings import Settings, development_key, load_settings
 from ingest.collector import CollectorConfig
-from ingest.service import run_collector
 from liftledger import stack
 from liftledger.demo import DemoOptions, run_demo
+from liftledger.services.collector import run_collector
+from liftledger.services.notifier import run_notifier
+from notify.notifier import NotifierConfig
+from notify.webhooks import active_subscriptions, add_subscription, remove_subscription
 from simulators.command import (
     SimulateOptions,
     dry_run,
@@ -353,7 +353,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP API (OpenAPI at /docs)."""
-    from api.service import run_api  # noqa: PLC0415
+    from liftledger.services.api import run_api  # noqa: PLC0415
 
     _configure_logging()
     run_api(settings, host=args.host, port=args.port or settings.api_port, workers=args.workers)

@@ -14,7 +14,6 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from accounts.users import UserRecord, get_user
-from alerts.feed import AlertNotice, NoticeFilter, read_notices
 from alerts.store import WorkflowError, advance_workflow, record_in_ledger
 from api.deps import (
     Conn,
@@ -30,6 +29,7 @@ from api.errors import ApiError, error_responses, not_found
 from api.pagination import Cursor, Limit, Page, cut, int_cursor
 from api.stream import event_stream
 from core.faults import FaultName, Severity
+from notify.feed import AlertNotice, NoticeFilter, read_notices
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 

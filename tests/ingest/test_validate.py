@@ -10,17 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.messages import Event, Rejected, Sample, Status
 from core.protocol import topic_for
 from core.stored_json import depth_exceeds
-from ingest.validate import (
-    MAX_JSON_DEPTH,
-    OVERSIZED_PREFIX_BYTES,
-    Event,
-    Rejected,
-    Sample,
-    Status,
-    validate,
-)
+from ingest.validate import MAX_JSON_DEPTH, OVERSIZED_PREFIX_BYTES, validate
 from simulators.bad_input import bad_message
 
 NOW = dt.datetime(2026, 11, 28, 9, 30, 5, tzinfo=dt.UTC)

@@ -22,11 +22,11 @@ import uvicorn
 from accounts.tokens import issue_token
 from accounts.users import create_user
 from api.app import create_app
-from api.service import server_config
 from core.db import libpq_url
 from core.faults import FAULT_TYPES
 from core.settings import Settings, load_settings
 from liftledger.api_app import broker_account_hook
+from liftledger.services.api import server_config
 from tests.integration.cli_helpers import free_port
 
 

@@ -27,13 +27,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from alerts.mqtt_alerts import AlertPublisher
-from alerts.notifier import Notifier, NotifierConfig
 from core.credentials import ALERT_READER_USERNAME, PLATFORM_USERNAME, service_credentials
 from core.db import libpq_url
 from core.faults import FAULTS_BY_NAME
 from core.registry import ParsedRegistry, upsert_registry
 from core.settings import Settings
+from notify.mqtt_alerts import AlertPublisher
+from notify.notifier import Notifier, NotifierConfig
 from simulators.elevator import ElevatorSpec
 from simulators.fleet import Fleet
 from simulators.publisher import FleetPublisher

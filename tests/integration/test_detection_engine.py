@@ -17,7 +17,8 @@ import pytest
 
 from alerts.engine import DetectionEngine
 from core.db import libpq_url
-from ingest.validate import Event, Sample, validate
+from core.messages import Event, Sample
+from ingest.validate import validate
 from ingest.writer import Batch, BatchWriter
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -28,10 +28,7 @@ import psycopg
 import pytest
 
 from alerts.detector import AlertSignal
-from alerts.feed import AlertNotice
-from alerts.notifier import Notifier, NotifierConfig
 from alerts.store import advance_workflow, apply_signal, record_in_ledger
-from alerts.webhooks import add_subscription
 from core.db import libpq_url
 from core.faults import Severity, resolve_thresholds
 from core.settings import Settings
@@ -39,6 +36,9 @@ from ledger.chain import ChainClient
 from ledger.deploy import deploy_contract
 from ledger.entries import LEDGER_LOCK_KEY, content_hash, leaf_hash
 from ledger.verify import verify_log
+from notify.feed import AlertNotice
+from notify.notifier import Notifier, NotifierConfig
+from notify.webhooks import add_subscription
 from tests.integration.api_helpers import (
     Person,
     add_alert,

@@ -16,10 +16,13 @@ import psycopg
 import pytest
 
 from alerts.detector import AlertSignal
-from alerts.feed import NoticeFilter, listen, read_notices, wait_for_entries
-from alerts.notifier import Notifier, NotifierConfig
 from alerts.store import apply_signal, record_in_ledger
-from alerts.webhooks import (
+from core.db import libpq_url
+from core.faults import Severity, resolve_thresholds
+from ledger.follow import listen, wait_for_entries
+from notify.feed import NoticeFilter, read_notices
+from notify.notifier import Notifier, NotifierConfig
+from notify.webhooks import (
     MAX_ATTEMPTS,
     DeliveryOutcome,
     WebhookError,
@@ -27,8 +30,6 @@ from alerts.webhooks import (
     deliver_due,
     verify_signature,
 )
-from core.db import libpq_url
-from core.faults import Severity, resolve_thresholds
 
 THRESHOLDS = resolve_thresholds()
 

@@ -13,8 +13,9 @@ from sqlalchemy import Engine
 from alerts.detector import ElevatorDetector
 from alerts.engine import DetectionEngine
 from alerts.rules import Reading
+from core.messages import Event, Rejected, Sample
 from core.protocol import topic_for
-from ingest.validate import Event, Rejected, Sample, validate
+from ingest.validate import validate
 from ingest.writer import Batch, BatchWriter
 
 NOW = dt.datetime.now(dt.UTC)

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.feed import AlertNotice
 from core.protocol import TOPIC_PREFIX
 from core.stored_json import report_unreadable
+from notify.feed import AlertNotice
 
 PUBACK_TIMEOUT_S: Final = 10.0
 

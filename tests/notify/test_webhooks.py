@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerts.webhooks import _valid_url, post, signature, verify_signature
+from notify.webhooks import _valid_url, post, signature, verify_signature
 
 
 def test_signature_covers_timestamp_and_body_and_expires() -> None:

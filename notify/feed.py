@@ -30,7 +30,6 @@ from core.stored_json import decode_object, report_unreadable
 
 log = logging.getLogger(__name__)
 
-LEDGER_CHANNEL: Final = "liftledger_ledger"
 FEED_READER: Final = "alert_feed"
 MAX_SEQ: Final = 2**63 - 1  # bigint
 # What each key of a notice must look like before any channel uses it: ids become MQTT topic
@@ -154,28 +153,6 @@ def read_notices(
             report_unreadable(reader, int(seq), exc)
     last_seq = int(rows[-1][0]) if rows else after_seq
     return NoticeBatch(notices, last_seq=last_seq, complete=len(rows) < limit)
-
-
-def latest_seq(conn: psycopg.Connection[Any]) -> int:
-    """The newest ledger seq, or -1 for an empty ledger."""
-    row = conn.execute("SELECT coalesce(max(seq), -1) FROM ledger_entries").fetchone()
-    return int(row[0]) if row else -1
-
-
-def listen(conn: psycopg.Connection[Any]) -> None:
-    """Subscribe an autocommit connection to new-entry notifications."""
-    conn.execute(f"LISTEN {LEDGER_CHANNEL}")
-
-
-def wait_for_entries(conn: psycopg.Connection[Any], timeout_s: float) -> bool:
-    """Block until a new ledger entry is committed or `timeout_s` passes; True if one was."""
-    woke = False
-    for _ in conn.notifies(timeout=timeout_s, stop_after=1):
-        woke = True
-    if woke:  # drain notifications that arrived together
-        for _ in conn.notifies(timeout=0):
-            pass
-    return woke
 
 
 def filter_notices(notices: Sequence[AlertNotice], wanted: NoticeFilter) -> list[AlertNotice]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from alerts.feed import notice_of
+from notify.feed import notice_of
 
 EVENT = {
     "site": "nc01", "elevator": "nc01-b01-e1", "event": "opened", "alert_id": 7,

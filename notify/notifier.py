@@ -15,7 +15,7 @@ notices, so a crash re-sends at most the last batch (at-least-once; receivers de
 
 Stored entries are read as possibly hostile: an entry that is not a readable alert event is
 logged with its seq and skipped by every channel, and the cursors move past it
-(`alerts.feed.NoticeBatch.last_seq`), so one poisoned entry never stops delivery of the
+(`notify.feed.NoticeBatch.last_seq`), so one poisoned entry never stops delivery of the
 entries after it. An escalation that cannot be written for one alert leaves the others.
 """
 
@@ -31,16 +31,17 @@ from typing import Any, Protocol
 
 import psycopg
 
-from alerts.feed import AlertNotice, latest_seq, listen, read_notices, wait_for_entries
 from alerts.maintenance import sweep_maintenance_overdue
 from alerts.store import escalate_due, record_in_ledger
-from alerts.webhooks import active_subscriptions, deliver_due, enqueue
+from ledger.follow import latest_seq, listen, wait_for_entries
+from notify.feed import AlertNotice, read_notices
+from notify.webhooks import active_subscriptions, deliver_due, enqueue
 
 log = logging.getLogger(__name__)
 
 
 class NoticePublisher(Protocol):
-    """What the notifier needs from the MQTT side (`alerts.mqtt_alerts.AlertPublisher`)."""
+    """What the notifier needs from the MQTT side (`notify.mqtt_alerts.AlertPublisher`)."""
 
     def publish(self, notices: list[AlertNotice]) -> bool:
         """Publish in order; True once the broker acknowledged all."""

@@ -37,10 +37,10 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
-from alerts.feed import AlertNotice, NoticeFilter, notice_of
 from core.errors import LiftLedgerError
 from core.faults import Severity
 from core.stored_json import bounded, report_unreadable
+from notify.feed import AlertNotice, NoticeFilter, notice_of
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from alerts.mqtt_alerts import AlertPublisher
-from alerts.notifier import Notifier, NotifierConfig
 from core.credentials import PLATFORM_USERNAME, service_credentials
 from core.db import libpq_url
 from core.db_roles import check_service_connection, service_settings
 from core.settings import Settings
+from notify.mqtt_alerts import AlertPublisher
+from notify.notifier import Notifier, NotifierConfig
 
 log = logging.getLogger(__name__)
 
