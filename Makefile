@@ -34,6 +34,7 @@ lint: venv
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
+	@.venv/bin/lint-imports --no-cache
 
 test: stack-up lint
 	@.venv/bin/pytest $(PYTEST_ARGS)
