@@ -1,8 +1,9 @@
 """The alert store: detector signals, crew actions and escalations applied to the database.
 
 Every function works inside the caller's transaction on a psycopg connection and returns the
-`alert_events` it wrote; `record_in_ledger` appends them to the ledger in the same
-transaction, so an alert change, its event and its ledger entry commit together or not at all.
+`alert_events` it wrote; `record_in_ledger` appends their entries (`alerts.entries`) to the
+ledger in the same transaction, so an alert change, its event and its ledger entry commit
+together or not at all.
 
 Lifecycle (SPEC §4): a raise opens an alert, or updates the unresolved one of that
 (elevator, type) — reactivating it when its condition had cleared. The partial unique index
@@ -24,25 +25,26 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from alerts.detector import AlertSignal
+from alerts.entries import STEP_COLUMNS, alert_event_entry
+from core.alerting import (
+    UNRESOLVED_SQL,
+    UNRESOLVED_STATUSES,
+    AlertCondition,
+    AlertEventKind,
+    AlertStatus,
+)
 from core.errors import LiftLedgerError
 from core.faults import SEVERITY_RANK, Severity
-from core.models import UNRESOLVED_ALERT_STATUSES
 from core.stored_json import report_unreadable
-from ledger.entries import PendingEntry, append_entries
+from ledger.entries import append_entries, entry_time
 
-UNRESOLVED: Final = list(UNRESOLVED_ALERT_STATUSES)
+UNRESOLVED: Final = list(UNRESOLVED_STATUSES)
 # The step each workflow action takes, and the statuses it may start from.
-WORKFLOW: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
-    "acknowledge": ("acknowledged", ("open",)),
-    "on_site": ("on_site", ("acknowledged",)),
-    "resolve": ("resolved", ("acknowledged", "on_site")),
-    "false_alarm": ("false_alarm", ("open", "acknowledged", "on_site")),
-}
-_WORKFLOW_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
-    "acknowledged": ("acknowledged_at", "acknowledged_by"),
-    "on_site": ("on_site_at", "on_site_by"),
-    "resolved": ("closed_at", "closed_by"),
-    "false_alarm": ("closed_at", "closed_by"),
+WORKFLOW: Final[Mapping[str, tuple[AlertStatus, tuple[AlertStatus, ...]]]] = {
+    "acknowledge": (AlertStatus.ACKNOWLEDGED, (AlertStatus.OPEN,)),
+    "on_site": (AlertStatus.ON_SITE, (AlertStatus.ACKNOWLEDGED,)),
+    "resolve": (AlertStatus.RESOLVED, (AlertStatus.ACKNOWLEDGED, AlertStatus.ON_SITE)),
+    "false_alarm": (AlertStatus.FALSE_ALARM, UNRESOLVED_STATUSES),
 }
 _ALERT_COLUMNS: Final = "id, elevator_id, site_id, type, severity, condition, status"
 
@@ -71,10 +73,6 @@ class AlertEventRecord:
     details: Mapping[str, Any]
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _one(row: dict[str, Any] | None) -> dict[str, Any]:
     if row is None:  # a RETURNING of a row we hold locked cannot be empty
         raise RuntimeError("expected a row")
@@ -84,7 +82,7 @@ def _one(row: dict[str, Any] | None) -> dict[str, Any]:
 def _insert_event(
     cur: psycopg.Cursor[Any],
     alert: Mapping[str, Any],
-    kind: str,
+    kind: AlertEventKind,
     at: dt.datetime,
     details: Mapping[str, Any],
     *,
@@ -126,7 +124,7 @@ def _deadline_details(
     """The escalation deadlines an event sets, as its details record them for the audit."""
     if ack_due is None or on_site_due is None:
         return {}
-    return {"ack_due_at": _iso(ack_due), "on_site_due_at": _iso(on_site_due)}
+    return {"ack_due_at": entry_time(ack_due), "on_site_due_at": entry_time(on_site_due)}
 
 
 def apply_signal(
@@ -154,20 +152,20 @@ def _raise(
                 "last_active_at, ack_due_at, on_site_due_at, details) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (elevator_id, type) "
-                "WHERE status IN ('open', 'acknowledged', 'on_site') DO NOTHING "
+                f"WHERE status IN ({UNRESOLVED_SQL}) DO NOTHING "
                 f"RETURNING {_ALERT_COLUMNS}",
                 (signal.elevator, signal.site, signal.type, signal.severity.value, signal.at,
                  signal.at, ack_due, on_site_due, Jsonb(dict(signal.details))),
             ).fetchone()  # fmt: skip
             if opened is not None:
                 details = {**signal.details, **_deadline_details(ack_due, on_site_due)}
-                return _insert_event(cur, opened, "opened", signal.at, details)
+                return _insert_event(cur, opened, AlertEventKind.OPENED, signal.at, details)
             # Another writer opened it between our read and insert: update that one instead.
             return _raise(conn, signal, thresholds)
         higher = SEVERITY_RANK[signal.severity] > SEVERITY_RANK[Severity(current["severity"])]
         severity = signal.severity.value if higher else current["severity"]
         ack_due, on_site_due = _deadlines(Severity(severity), signal.at, thresholds)
-        reactivated = current["condition"] == "cleared"
+        reactivated = current["condition"] == AlertCondition.CLEARED
         updated = cur.execute(
             "UPDATE alerts SET condition = 'active', cleared_at = NULL, last_active_at = %s, "  # noqa: S608 - constant columns
             "severity = %s, occurrences = occurrences + %s, "
@@ -180,10 +178,10 @@ def _raise(
         deadlines = _deadline_details(ack_due, on_site_due) if current["ack_due_at"] is None else {}
         if reactivated:
             details = {**signal.details, **deadlines}
-            return _insert_event(cur, updated, "reactivated", signal.at, details)
+            return _insert_event(cur, updated, AlertEventKind.REACTIVATED, signal.at, details)
         if higher:
             details = {**signal.details, "severity_from": current["severity"], **deadlines}
-            return _insert_event(cur, updated, "updated", signal.at, details)
+            return _insert_event(cur, updated, AlertEventKind.UPDATED, signal.at, details)
         return None
 
 
@@ -198,7 +196,7 @@ def _clear(conn: psycopg.Connection[Any], signal: AlertSignal) -> AlertEventReco
         ).fetchone()
         if cleared is None:
             return None
-        return _insert_event(cur, cleared, "cleared", signal.at, signal.details)
+        return _insert_event(cur, cleared, AlertEventKind.CLEARED, signal.at, signal.details)
 
 
 def advance_workflow(
@@ -214,7 +212,7 @@ def advance_workflow(
     if action not in WORKFLOW:
         raise WorkflowError(f"unknown workflow action {action!r}", code="unknown_action")
     status, allowed_from = WORKFLOW[action]
-    at_column, by_column = _WORKFLOW_COLUMNS[status]
+    at_column, by_column = STEP_COLUMNS[status]
     with conn.cursor(row_factory=dict_row) as cur:
         current = cur.execute(
             f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s FOR UPDATE",  # noqa: S608
@@ -235,7 +233,7 @@ def advance_workflow(
         ).fetchone()
         updated = _one(updated)
         details = {"from": current["status"]} | ({"note": note} if note else {})
-        return _insert_event(cur, updated, status, at, details, actor=user_id)
+        return _insert_event(cur, updated, AlertEventKind(status), at, details, actor=user_id)
 
 
 def escalate_due(conn: psycopg.Connection[Any], now: dt.datetime) -> list[AlertEventRecord]:
@@ -247,8 +245,13 @@ def escalate_due(conn: psycopg.Connection[Any], now: dt.datetime) -> list[AlertE
     notifiers never escalate the same stage twice."""
     events: list[AlertEventRecord] = []
     stages = (
-        ("acknowledge", "ack_escalated_at", "ack_due_at", ["open"]),
-        ("on_site", "on_site_escalated_at", "on_site_due_at", ["open", "acknowledged"]),
+        ("acknowledge", "ack_escalated_at", "ack_due_at", [AlertStatus.OPEN]),
+        (
+            "on_site",
+            "on_site_escalated_at",
+            "on_site_due_at",
+            [AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED],
+        ),
     )
     with conn.cursor(row_factory=dict_row) as cur:
         for stage, flag, due, statuses in stages:
@@ -271,35 +274,13 @@ def escalate_due(conn: psycopg.Connection[Any], now: dt.datetime) -> list[AlertE
                         ).fetchone()
                         if row is None:  # another notifier escalated it meanwhile
                             continue
-                        details = {"stage": stage, "due_at": _iso(row["due_at"])}
-                        event = _insert_event(cur, row, "escalated", now, details)
+                        details = {"stage": stage, "due_at": entry_time(row["due_at"])}
+                        event = _insert_event(cur, row, AlertEventKind.ESCALATED, now, details)
                 except (psycopg.DataError, ValueError, OverflowError) as exc:
                     report_unreadable("escalation", None, f"alert {alert_id}: {exc}")
                     continue
                 events.append(event)
     return events
-
-
-def alert_event_entry(event: AlertEventRecord) -> PendingEntry:
-    """The ledger entry of an alert event (SPEC §5: every alert event is anchored)."""
-    return PendingEntry(
-        kind="alert_event",
-        source_table="alert_events",
-        source_id=event.event_id,
-        elevator_id=event.elevator_id,
-        content={
-            "alert_event_id": event.event_id,
-            "alert_id": event.alert_id,
-            "event": event.kind,
-            "time": _iso(event.time),
-            "elevator": event.elevator_id,
-            "site": event.site_id,
-            "type": event.type,
-            "severity": event.severity,
-            "actor_user_id": event.actor_user_id,
-            "details": dict(event.details),
-        },
-    )
 
 
 def record_in_ledger(conn: psycopg.Connection[Any], events: Sequence[AlertEventRecord]) -> None:

@@ -18,7 +18,8 @@ One writer per contract. Each step:
 
 While the chain is down, entries wait and the stored transaction is retried; nothing is
 signed twice for one batch, and no new anchor is signed while an earlier one is not final.
-SPEC §5 defaults: 60 s or 1,000 entries.
+SPEC §5 defaults: 60 s or 1,000 entries. The chain is a `ledger.chain_protocol.Chain`: the
+web3 client in service, an in-memory chain in the unit tests of crashes and restarts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +36,13 @@ from eth_account import Account
 from psycopg.rows import dict_row
 
 from core.errors import LiftLedgerError
-from ledger.chain import ChainClient, ChainRefused, ChainUnavailable
+from ledger.chain_protocol import (
+    Chain,
+    ChainRefused,
+    ChainUnavailable,
+    ReceiptTimeout,
+    wait_for_receipt,
+)
 from ledger.merkle import MerkleLog
 
 log = logging.getLogger(__name__)
@@ -67,7 +73,7 @@ class Anchorer:
         self,
         *,
         conninfo: str,
-        chain: ChainClient,
+        chain: Chain,
         key: str,
         config: AnchorerConfig,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -242,9 +248,10 @@ class Anchorer:
                     "UPDATE anchors SET status = 'sent', sent_at = now() WHERE id = %s",
                     (anchor["id"],),
                 )
-            receipt = self._wait_for_receipt(tx_hash)
-        if receipt is None:
-            return "pending"
+            try:
+                receipt = wait_for_receipt(self._chain, tx_hash, self._config.receipt_wait_s)
+            except ReceiptTimeout:
+                return "pending"
         final = not receipt.succeeded or self._is_final(receipt.block_number)
         status = ("confirmed" if receipt.succeeded else "failed") if final else "sent"
         conn.execute(
@@ -270,12 +277,3 @@ class Anchorer:
         if self._config.finality_depth == 0:
             return True  # the receipt itself came from the chain's current head
         return self._chain.block_number() - block_number >= self._config.finality_depth
-
-    def _wait_for_receipt(self, tx_hash: bytes) -> Any:
-        deadline = time.monotonic() + self._config.receipt_wait_s
-        while time.monotonic() < deadline:
-            receipt = self._chain.receipt(tx_hash)
-            if receipt is not None:
-                return receipt
-            time.sleep(0.1)
-        return None

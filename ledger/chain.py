@@ -4,14 +4,15 @@ Everything the platform does on chain goes through `ChainClient`: deploying the 
 reading the anchored head and the root of any anchored size, signing an `anchor` transaction
 offline (so its bytes can be stored before they are sent), sending those bytes again after a
 crash, and reading receipts and `Anchored` events. Chain errors the caller can act on become
-`ChainUnavailable` (retry later) or `ChainRefused` (the chain said no).
+`ChainUnavailable` (retry later) or `ChainRefused` (the chain said no). `ChainClient` is the
+real `ledger.chain_protocol.Chain`; the values and errors it shares with it live there and
+are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -22,51 +23,28 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractCustomError, TransactionNotFound, Web3Exception, Web3RPCError
 
-from core.errors import LiftLedgerError
+from ledger.chain_protocol import (
+    AnchoredEvent,
+    ChainRefused,
+    ChainUnavailable,
+    Receipt,
+    SignedAnchor,
+)
+
+__all__ = [
+    "ARTIFACT",
+    "AnchoredEvent",
+    "ChainClient",
+    "ChainRefused",
+    "ChainUnavailable",
+    "Receipt",
+    "SignedAnchor",
+    "artifact",
+]
 
 ARTIFACT: Final = Path(__file__).resolve().parents[1] / "contracts/build/LiftLedgerAnchor.json"
 ANCHOR_GAS_LIMIT: Final = 300_000
 RPC_TIMEOUT_S: Final = 10
-
-
-class ChainUnavailable(LiftLedgerError):  # noqa: N818 - reads as a state
-    """The chain node cannot be reached; try again later."""
-
-
-class ChainRefused(LiftLedgerError):  # noqa: N818 - reads as what happened
-    """The chain refused a call or transaction (a revert, a bad signature, a bad nonce)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SignedAnchor:
-    """An `anchor` transaction signed offline."""
-
-    raw: bytes
-    tx_hash: bytes
-    nonce: int
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """A mined transaction."""
-
-    tx_hash: bytes
-    block_number: int
-    block_hash: bytes
-    gas_used: int
-    succeeded: bool
-    contract_address: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AnchoredEvent:
-    """One `Anchored` event."""
-
-    tree_size: int
-    root: bytes
-    previous_size: int
-    block_number: int
-    tx_hash: bytes
 
 
 @cache

@@ -6,19 +6,20 @@ the anchorer key and `DEFAULT_ADMIN_ROLE` to the admin; the deployer itself keep
 `liftledger contracts deploy` always names an admin other than the anchorer (a development
 admin key on the local stack, `--admin` in production), so the key the platform holds can
 anchor and nothing else. The audit never follows the recorded row: it reads the pinned
-contract (`ledger.pin`) and reports a database that records another one.
+contract (`ledger.pin`) and reports a database that records another one. `contract_chain` is
+the one way to get a chain client for the contract in use, pinned or recorded.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import psycopg
 from eth_account import Account
 
-from ledger.chain import ChainClient, ChainRefused, ChainUnavailable
+from ledger.chain import ChainClient
+from ledger.chain_protocol import ChainRefused, wait_for_receipt
 
 RECEIPT_TIMEOUT_S: Final = 60.0
 # The development admin's key on the local stack (`<data_dir>/secrets/contract_admin_key`).
@@ -71,18 +72,6 @@ def deploy_contract(
     return deployment
 
 
-def wait_for_receipt(chain: ChainClient, tx_hash: bytes, timeout_s: float) -> Any:
-    """Poll for a receipt until `timeout_s`; raises `ChainUnavailable` when none came."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        receipt = chain.receipt(tx_hash)
-        if receipt is not None:
-            return receipt
-        if time.monotonic() >= deadline:
-            raise ChainUnavailable(f"no receipt for 0x{tx_hash.hex()} within {timeout_s:.0f} s")
-        time.sleep(0.1)
-
-
 def current_deployment(conn: psycopg.Connection[Any], chain_id: int) -> Deployment | None:
     """The newest deployment recorded for `chain_id`."""
     row = conn.execute(
@@ -91,3 +80,29 @@ def current_deployment(conn: psycopg.Connection[Any], chain_id: int) -> Deployme
         (chain_id,),
     ).fetchone()
     return Deployment(*row) if row else None
+
+
+@overload
+def contract_chain(url: str, *, address: str, conn: None = None) -> ChainClient: ...
+
+
+@overload
+def contract_chain(
+    url: str, *, address: str | None, conn: psycopg.Connection[Any] | None = None
+) -> ChainClient | None: ...
+
+
+def contract_chain(
+    url: str, *, address: str | None, conn: psycopg.Connection[Any] | None = None
+) -> ChainClient | None:
+    """The chain client of the anchor contract at `url`: the contract at `address` (the
+    pinned one, `ledger.pin`) when given; else, only when `conn` is given, the newest
+    deployment that database records for the chain; else None.
+
+    The audit and the API pass no connection: they read the pinned contract and never one
+    the audited database names. The anchorer, and whoever deployed the contract just now,
+    pass theirs."""
+    if address is None and conn is not None:
+        deployment = current_deployment(conn, ChainClient(url).chain_id())
+        address = deployment.address if deployment is not None else None
+    return None if address is None else ChainClient(url, contract_address=address)

@@ -3,7 +3,8 @@
 An entry is the RFC 8785 canonical JSON of a record (an alert event, a maintenance record)
 with a random salt, so a short record cannot be guessed from its hash (SPEC §5).
 `content_hash = keccak256(canonical)`; the log's leaf is the RFC 9162 §2.1.1 leaf hash of the
-content hash, `SHA-256(0x00 || content_hash)`.
+content hash, `SHA-256(0x00 || content_hash)` (`ledger.merkle.hash_leaf`). Every time in the
+content is written by `entry_time`.
 
 Each entry also carries `prev`, the leaf hash of the entry before it (empty for seq 0). The
 Merkle roots on chain prove that nothing anchored changed; the `prev` links let an audit
@@ -19,7 +20,7 @@ hash, or whose leaf hash is not derived from its content hash.
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,10 +30,10 @@ import psycopg
 from Crypto.Hash import keccak as _keccak
 
 from ledger.canonical import canonical_json
+from ledger.merkle import hash_leaf
 
 ENTRY_VERSION: Final = 1
 SALT_BYTES: Final = 16
-LEAF_PREFIX: Final = b"\x00"
 # pg_advisory_xact_lock key of the ledger's single appender ("LEDGER" in ASCII).
 LEDGER_LOCK_KEY: Final = 0x4C4544474552
 
@@ -73,9 +74,14 @@ def content_hash(canonical: bytes) -> bytes:
     return bytes(_keccak.new(data=canonical, digest_bits=256).digest())
 
 
-def leaf_hash(content: bytes) -> bytes:
-    """RFC 9162 §2.1.1 leaf hash of an entry's content hash."""
-    return hashlib.sha256(LEAF_PREFIX + content).digest()
+def entry_time(moment: dt.datetime) -> str:
+    """A moment as every time in entry content is written: UTC, ISO 8601, to the millisecond
+    (truncated), with "Z": `2025-03-01T08:15:00.250Z`."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# `entry_time` in SQL (PostgreSQL `to_char` of a timestamptz at time zone UTC).
+ENTRY_TIME_SQL_FORMAT: Final = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
 
 
 def append_entries(
@@ -98,7 +104,7 @@ def append_entries(
             canonical = entry_bytes(item.kind, item.content, salt, prev=previous)
             digest = content_hash(canonical)
             entry = AppendedEntry(
-                next_seq + offset, item.kind, canonical, digest, leaf_hash(digest)
+                next_seq + offset, item.kind, canonical, digest, hash_leaf(digest)
             )
             previous = entry.leaf_hash
             appended.append(entry)
