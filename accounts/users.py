@@ -22,7 +22,8 @@ from psycopg.rows import dict_row
 
 from accounts.password_policy import password_problem
 from accounts.passwords import hash_password
-from core.errors import LiftLedgerError
+from core.errors import Refused
+from core.pages import KeysetPage, page_of
 
 ROLES: Final = ("crew", "supervisor", "admin")
 USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -38,13 +39,8 @@ _SELECT_USERS: Final = (
 )
 
 
-class AccountError(LiftLedgerError):
+class AccountError(Refused):
     """A user change that is refused; `code` says why, `field` names the input at fault."""
-
-    def __init__(self, message: str, *, code: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +179,14 @@ def list_users(
             (after_id, limit),
         ).fetchall()
     return [_record(row) for row in rows]
+
+
+def user_page(
+    conn: psycopg.Connection[Any], *, after_id: int | None = None, limit: int = 50
+) -> KeysetPage[UserRecord]:
+    """One page of users in id order after `after_id`, and the id to continue after."""
+    users = list_users(conn, after_id=after_id or 0, limit=limit + 1)
+    return page_of(users, limit, lambda user: user.id)
 
 
 def credentials_of(

@@ -1,8 +1,9 @@
 """The FastAPI application: routes of SPEC §6 under `/api/v1`, OpenAPI at `/docs`.
 
-`create_app(settings)` builds it without connecting; the lifespan opens the database pool
-and starts the alert broadcaster, and closes both on shutdown. `app_from_environment` is
-the factory uvicorn calls in each worker process.
+`create_app(settings, ledger_sources=…)` builds it without connecting; the lifespan opens the
+database pool and starts the alert broadcaster, and closes both on shutdown. The sources of
+ledger entries (`ledger.sources`) are handed in by whoever wires the process
+(`liftledger.api_app`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 import psycopg
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp
@@ -30,8 +30,9 @@ from api.stream import AlertBroadcaster
 from api.views import alerts, audit, auth, elevators, maintenance, operations, reports, users
 from core.db import libpq_url
 from core.db_roles import check_service_connection, service_settings
-from core.settings import Settings, load_settings
-from core.stored_json import StoredJsonError, bounded_json_loads
+from core.settings import Settings
+from core.stored_json import bounded_json_loads
+from ledger.sources import LedgerSources
 
 # A fixed-size pool: opening a connection (SCRAM authentication) takes milliseconds, which
 # a request should never wait for; more connections than this would only queue on 2 cores.
@@ -60,9 +61,14 @@ class LiftLedgerApi(FastAPI):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = None) -> FastAPI:
-    """The API application for `settings`; connects only when it starts serving, as the
-    API's database role."""
+def create_app(
+    settings: Settings,
+    *,
+    ledger_sources: LedgerSources,
+    on_registry_change: RegistryHook | None = None,
+) -> FastAPI:
+    """The API application for `settings`, auditing the entries of `ledger_sources`;
+    connects only when it starts serving, as the API's database role."""
     settings = service_settings(settings, "api")
     # Every json/jsonb column this process reads is depth-checked before it is decoded.
     set_json_loads(bounded_json_loads)
@@ -86,25 +92,29 @@ def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = 
             # JIT compiling a one-elevator query costs more than the query itself.
             kwargs={"connect_timeout": 5, "options": "-c jit=off"},
         )  # fmt: skip
-        pool.open(wait=False)
+        pool.open(wait=False)  # connects in the pool's own threads
         broadcaster = AlertBroadcaster(conninfo)
-        broadcaster.start()
+        # Off the event loop: starting waits until the ledger position is read, and a dev
+        # secret is a file (created on first use).
+        await asyncio.to_thread(broadcaster.start)
+        jwt_secret = await asyncio.to_thread(settings.secret, "jwt_secret")
         # What start-up loaded lives as long as the process: keep the collector from
         # scanning it again and again, which shows as latency spikes.
         gc.freeze()
         app.state.context = ApiContext(
             settings=settings, pool=pool, conninfo=conninfo, metrics=metrics,
-            jwt_secret=settings.secret("jwt_secret"), broadcaster=broadcaster,
+            jwt_secret=jwt_secret, broadcaster=broadcaster,
             database_slots=asyncio.Semaphore(POOL_SIZE),
             sign_in_slots=asyncio.Semaphore(SIGN_IN_CONCURRENCY),
             sign_in_limiter=SignInLimiter(sign_in_policy),
-            on_registry_change=on_registry_change,
+            on_registry_change=on_registry_change, ledger_sources=ledger_sources,
         )  # fmt: skip
         try:
             yield
         finally:
-            broadcaster.stop()
-            pool.close()
+            # Both wait for threads to end: off the event loop, which may still serve others.
+            await asyncio.to_thread(broadcaster.stop)
+            await asyncio.to_thread(pool.close)
 
     app = LiftLedgerApi(
         title="LiftLedger API",
@@ -117,34 +127,7 @@ def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = 
             500: {"model": ErrorBody, "description": "internal error (a bug)"},
         },
     )
-    install_error_handlers(app)
-
-    @app.exception_handler(StoredJsonError)
-    async def _unreadable(request: Request, exc: StoredJsonError) -> JSONResponse:
-        # A stored value this process refuses to decode (docs/security.md): the request
-        # fails, the process and the connection go on.
-        body = ErrorBody(
-            code="unreadable_stored_data", message=f"a stored value is unreadable: {exc}"
-        )
-        return JSONResponse(body.model_dump(), status_code=500)
-
-    @app.exception_handler(psycopg.errors.DataError)
-    async def _data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
-        # SQL class 22 (data exception) is caused by a value the client sent.
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid value"
-        body = ErrorBody(code="invalid_input", message=message)
-        return JSONResponse(body.model_dump(), status_code=422)
-
-    @app.exception_handler(psycopg.OperationalError)
-    async def _database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        body = ErrorBody(code="database_unavailable", message="the database is unavailable")
-        return JSONResponse(body.model_dump(), status_code=503)
-
-    @app.exception_handler(UnicodeEncodeError)
-    async def _bad_text(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
-        body = ErrorBody(code="invalid_input", message="text must be valid Unicode")
-        return JSONResponse(body.model_dump(), status_code=422)
-
+    install_error_handlers(app)  # every error's status and code: `api.errors`
     for module in (auth, users, elevators, alerts, maintenance, audit, reports, operations):
         app.include_router(module.router)
     # Outermost last: metrics of every answer (413s included), and the body limit before
@@ -152,8 +135,3 @@ def create_app(settings: Settings, *, on_registry_change: RegistryHook | None = 
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
-
-
-def app_from_environment() -> FastAPI:
-    """The uvicorn factory: settings from the environment, as every process reads them."""
-    return create_app(load_settings())

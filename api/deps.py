@@ -19,6 +19,7 @@ from accounts.tokens import TokenClaims, TokenError, read_token
 from accounts.users import UserRecord, get_user
 from api.context import ApiContext
 from api.errors import ApiError, forbidden, not_found
+from core.fleet import site_of
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -135,10 +136,10 @@ CrewMember = Annotated[UserRecord, _role_in("crew")]
 
 def elevator_site(conn: psycopg.Connection[Any], elevator_id: str) -> str:
     """The site of an elevator; 404 when it is not registered."""
-    row = conn.execute("SELECT site_id FROM elevators WHERE id = %s", (elevator_id,)).fetchone()
-    if row is None:
+    site = site_of(conn, elevator_id)
+    if site is None:
         raise not_found(f"elevator {elevator_id}")
-    return str(row[0])
+    return site
 
 
 def require_site(user: UserRecord, site_id: str, what: str) -> None:

@@ -1,24 +1,40 @@
 """API errors: every failure is JSON `{"code", "message", "field"}` with a stable `code`.
 
     ApiError                 raised by views and dependencies, rendered as-is
+    LiftLedgerError          a domain function's refusal, answered by its `code` through
+                             `REFUSALS` (one table for every domain); one without a listed
+                             code or class is a bug -> 500
     RequestValidationError   FastAPI's input validation -> 422 `invalid_input`, field named
     HTTPException            Starlette's own (unknown route, wrong method) -> its status
+    StoredJsonError          a stored value this process refuses to decode -> 500
+                             `unreadable_stored_data` (docs/security.md)
+    psycopg DataError        SQL class 22, caused by a value the client sent -> 422
+    psycopg OperationalError the database is unavailable -> 503 `database_unavailable`
+    UnicodeEncodeError       text that is not valid Unicode (a lone surrogate) -> 422
     anything else            logged, then 500 `internal_error` (a bug: inputs never cause it)
 
 Codes are part of the API contract: clients branch on them, so they never change meaning.
+Views therefore neither catch domain errors nor pick statuses for them: they let them rise.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.context import NoContract, NoSigningDomain
+from core.errors import LiftLedgerError
+from core.stored_json import StoredJsonError
+from ledger.chain_protocol import ChainRefused, ChainUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +82,78 @@ def invalid(field: str, message: str, code: str = "invalid_input") -> ApiError:
     return ApiError(422, code, message, field=field)
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How the API answers a domain error: its status and, where they differ from the
+    error's own, the code it answers with and the field it names."""
+
+    status: int
+    code: str | None = None
+    field: str | None = None
+
+
+_CONFLICT: Final = Refusal(409)
+_INVALID: Final = Refusal(422)
+_SIGNATURE: Final = Refusal(422, field="signature")
+
+# Every refusal of a domain function, by the `code` it carries (`core.errors.Refused` and
+# the errors shaped like it). A test checks that every code the domain modules raise is here.
+REFUSALS: Final[Mapping[str, Refusal]] = {
+    # accounts.users.AccountError
+    "user_not_found": Refusal(404, code="not_found"),
+    "user_exists": _CONFLICT,
+    "last_admin": _CONFLICT,
+    "signer_taken": _CONFLICT,
+    "bad_username": _INVALID,
+    "bad_role": _INVALID,
+    "weak_password": _INVALID,
+    "bad_signer_address": _INVALID,
+    "no_sites": _INVALID,
+    "unknown_site": _INVALID,  # also core.fleet.FleetError
+    # core.fleet.FleetError
+    "elevator_exists": _CONFLICT,
+    "registration_taken": _CONFLICT,
+    "unresolved_alerts": _CONFLICT,
+    "bad_floors": _INVALID,
+    "unknown_threshold": _INVALID,
+    "out_of_range": _INVALID,
+    # alerts.store.WorkflowError
+    "alert_not_found": Refusal(404, code="not_found"),
+    "invalid_transition": _CONFLICT,
+    "unknown_action": _CONFLICT,
+    # maintenance.records.MaintenanceRecordError, maintenance.queries
+    "duplicate_record": Refusal(409, field="nonce"),
+    "no_nonce": Refusal(422, field="nonce"),
+    "bad_nonce": Refusal(422, field="nonce"),
+    "bad_signature": _SIGNATURE,
+    "no_registered_key": _SIGNATURE,
+    "signature_mismatch": _SIGNATURE,
+    "no_domain": _SIGNATURE,
+    "unknown_user": _SIGNATURE,
+    "bad_kind": Refusal(422, field="kind"),
+    "bad_correction": Refusal(422, field="corrects_id"),
+    # the chain, or the contract pinned for it (below, by class)
+    "chain_unavailable": Refusal(503),
+}
+# Domain errors that carry no code, by class (a subclass is answered as its class).
+CODE_OF_CLASS: Final[Mapping[type[Exception], str]] = {
+    ChainUnavailable: "chain_unavailable",
+    ChainRefused: "chain_unavailable",
+    NoContract: "chain_unavailable",
+    NoSigningDomain: "chain_unavailable",
+}
+
+
+def refusal_of(exc: Exception) -> tuple[Refusal, str] | None:
+    """How to answer a domain error, and its code; None when it is none the table lists."""
+    code = getattr(exc, "code", None)
+    if not isinstance(code, str):
+        code = next((CODE_OF_CLASS[cls] for cls in type(exc).__mro__ if cls in CODE_OF_CLASS),
+                    None)  # fmt: skip
+    refusal = REFUSALS.get(code) if code is not None else None
+    return None if refusal is None or code is None else (refusal, code)
+
+
 _STATUS_CODES: Final = {
     400: "bad_request",
     401: "not_authenticated",
@@ -104,6 +192,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _response(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
+    @app.exception_handler(LiftLedgerError)
+    async def _refused(request: Request, exc: LiftLedgerError) -> JSONResponse:
+        found = refusal_of(exc)
+        if found is None:
+            raise exc  # not a refusal: a bug, answered 500 by `_unexpected`
+        refusal, code = found
+        field = refusal.field or getattr(exc, "field", None)
+        return _response(refusal.status, refusal.code or code, str(exc), field, None)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid input"}
@@ -117,6 +214,27 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "error")
         headers = dict(exc.headers) if exc.headers else None
         return _response(exc.status_code, code, str(exc.detail), None, headers)
+
+    @app.exception_handler(StoredJsonError)
+    async def _unreadable(request: Request, exc: StoredJsonError) -> JSONResponse:
+        # A stored value this process refuses to decode (docs/security.md): the request
+        # fails, the process and the connection go on.
+        message = f"a stored value is unreadable: {exc}"
+        return _response(500, "unreadable_stored_data", message, None, None)
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def _data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # SQL class 22 (data exception) is caused by a value the client sent.
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid value"
+        return _response(422, "invalid_input", message, None, None)
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        return _response(503, "database_unavailable", "the database is unavailable", None, None)
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _bad_text(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        return _response(422, "invalid_input", "text must be valid Unicode", None, None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,24 +2,25 @@
 
 A page answers `{"items": [...], "next_cursor": "..."}`; passing `next_cursor` back as
 `cursor` gives the next page, and `null` means there is none. Cursors are keys, not
-offsets, so a page never repeats or skips rows when new rows arrive meanwhile.
+offsets, so a page never repeats or skips rows when new rows arrive meanwhile. The queries
+page with `core.pages`; this module turns their keys into cursors and back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Final, Generic, TypeVar
+import datetime as dt
+from typing import Annotated, Any, Final, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
 
 from api.errors import invalid
+from core.pages import KeysetPage
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size (at most {MAX_LIMIT})")]
 Cursor = Annotated[
@@ -44,8 +45,10 @@ def int_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
-def cut(rows: list[R], limit: int, key: Callable[[R], object]) -> tuple[list[R], str | None]:
-    """The page out of `limit + 1` fetched rows, and the cursor when more rows follow."""
-    if len(rows) > limit:
-        return rows[:limit], str(key(rows[limit - 1]))
-    return rows, None
+def next_cursor(page: KeysetPage[Any]) -> str | None:
+    """The cursor of the page after `page` (its key as text; a time in ISO 8601), or None
+    when `page` is the last."""
+    key = page.next_key
+    if key is None:
+        return None
+    return key.isoformat() if isinstance(key, dt.datetime) else str(key)

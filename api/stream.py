@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +37,8 @@ QUEUE_LIMIT: Final = 10_000
 REPLAY_LIMIT: Final = 10_000
 CLOSED: Final = None  # put on a queue to end that client's stream
 KEEPALIVE: Final = AlertNotice(-1, {})  # no notice came within KEEPALIVE_S
+RECONNECT_MS: Final = 3000  # how long a client waits before it reconnects (the `retry` field)
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(eq=False)
@@ -130,9 +133,47 @@ class AlertBroadcaster:
             wait_for_entries(conn, WAIT_S)
 
 
+def sse_event(
+    data: str | None = None,
+    *,
+    event: str | None = None,
+    id: str | None = None,
+    retry: int | None = None,
+    comment: str | None = None,
+) -> str:
+    """One message of an event stream (WHATWG HTML §9.2.6): comment lines, then the `id`,
+    `event`, `data` and `retry` fields, each `name: value` and LF-terminated, then a blank
+    line. Text with line breaks (CR, LF or CRLF) becomes one line per part, which a reader
+    joins back with LF; `id` and `event` may hold no line break, and `id` no NUL (a reader
+    would ignore the id), so those are refused with ValueError rather than altered.
+    `tests/api/test_sse_framing.py` proves this byte for byte against `sse-starlette`."""
+    lines: list[str] = []
+    if comment is not None:
+        lines.extend(f": {part}" for part in _LINE_BREAK.split(comment))
+    if id is not None:
+        if _LINE_BREAK.search(id) or "\0" in id:
+            raise ValueError("an event id may hold no line break and no NUL")
+        lines.append(f"id: {id}")
+    if event is not None:
+        if _LINE_BREAK.search(event):
+            raise ValueError("an event type may hold no line break")
+        lines.append(f"event: {event}")
+    if data is not None:
+        lines.extend(f"data: {part}" for part in _LINE_BREAK.split(data))
+    if retry is not None:
+        if retry < 0:
+            raise ValueError("retry is a number of milliseconds, not below 0")
+        lines.append(f"retry: {retry}")
+    return "".join(f"{line}\n" for line in lines) + "\n"
+
+
 def sse_frame(notice: AlertNotice) -> str:
     """One SSE event: `id` is the ledger seq, `data` the notice as every channel sends it."""
-    return f"id: {notice.seq}\nevent: alert\ndata: {notice.payload().decode()}\n\n"
+    return sse_event(notice.payload().decode(), event="alert", id=str(notice.seq))
+
+
+RETRY: Final = sse_event(retry=RECONNECT_MS)  # the first message of every stream
+KEEPALIVE_COMMENT: Final = sse_event(comment="keepalive")
 
 
 async def _missed(
@@ -168,7 +209,7 @@ async def event_stream(
     subscriber = broadcaster.subscribe()
     checked_at = time.monotonic()
     try:
-        yield "retry: 3000\n\n"
+        yield RETRY
         sent = broadcaster.cursor if after_seq is None else after_seq
         if after_seq is not None:
             async for missed in _missed(replay, after_seq):
@@ -185,7 +226,7 @@ async def event_stream(
                     return
                 checked_at = time.monotonic()
             if notice is KEEPALIVE:
-                yield ": keepalive\n\n"
+                yield KEEPALIVE_COMMENT
                 continue
             if notice is None:  # CLOSED
                 return

@@ -3,6 +3,10 @@
 Pydantic's lax mode would read `end=0.5` as a Unix time and `"active": 0` as false; a
 client that sends those has a bug, and the schema promises an ISO 8601 string and a JSON
 boolean, so these types refuse anything else with a 422.
+
+Ids and ranges come from where the platform defines them: `Identifier` from the device
+protocol's `core.protocol.ID_PATTERN` (a site or elevator id is an MQTT topic level),
+`Floor` from the registry's `core.registry.FLOOR_RANGE` (the CSV import checks the same).
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Final
 
-from pydantic import BeforeValidator, Field, StrictBool, StrictInt
+from fastapi import Path
+from pydantic import BeforeValidator, Field, StrictBool, StrictInt, StringConstraints
+
+from core.protocol import ID_PATTERN
+from core.registry import FLOOR_RANGE
 
 # Times the platform can hold: from the Unix epoch (EIP-712 signs them as uint256 seconds)
 # to well before the year 9999, so that arithmetic on a range never overflows.
@@ -43,7 +51,10 @@ def utc_time(value: Any) -> Any:
 IsoDateTime = Annotated[dt.datetime, BeforeValidator(utc_time)]
 Flag = StrictBool
 Integer = StrictInt
-Floor = Annotated[StrictInt, Field(ge=-20, le=300)]
+Floor = Annotated[StrictInt, Field(ge=FLOOR_RANGE[0], le=FLOOR_RANGE[1])]
+# A site or elevator id, in a body, a query or a path.
+Identifier = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
+ElevatorId = Annotated[Identifier, Path(description="elevator id")]
 
 
 def _iso_date(value: Any) -> Any:

@@ -10,8 +10,17 @@ line and exits non-zero instead of showing a traceback.
     ├── ServiceUnreachable    a database, broker or chain URL does not answer
     ├── DatabaseAuthError     the database refused the credentials in the URL
     ├── RegistryError         an elevator registry file or id is invalid
-    └── simulators.publisher.PublisherError
+    ├── Refused               a request a domain function refuses; `code` says why, `field`
+    │   │                     names the input at fault (the API answers it by `code`,
+    │   │                     `api.errors.REFUSALS`)
+    │   ├── accounts.users.AccountError
+    │   └── core.fleet.FleetError   (also a RegistryError)
+    └── simulators.mqtt_device.PublisherError
                               the simulated fleet cannot reach the broker or is refused
+
+Other refusals carry a `code` the same way without deriving from `Refused`
+(`alerts.store.WorkflowError`, `maintenance.records.MaintenanceRecordError`); the API maps
+them through the same table.
 """
 
 
@@ -41,3 +50,13 @@ class DatabaseAuthError(LiftLedgerError):
 
 class RegistryError(LiftLedgerError):
     """An elevator registry file, row or id is invalid."""
+
+
+class Refused(LiftLedgerError):  # noqa: N818 - reads as what happened to the request
+    """A request a domain function refuses: `code` is stable and says why (clients branch on
+    it), `field` names the input at fault when one is."""
+
+    def __init__(self, message: str, *, code: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field

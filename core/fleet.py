@@ -1,7 +1,7 @@
 """The fleet as people see it: registry fields joined with live status and active alerts.
 
 Read and written over a psycopg connection in the caller's transaction (the API's). The
-bulk path stays `core.registry` (CSV import through SQLAlchemy); this module serves single
+bulk path stays `core.registry` (the CSV import); this module serves single
 elevators and pages of them.
 """
 
@@ -15,8 +15,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from core.errors import RegistryError
+from core.alerting import UNRESOLVED_SQL
+from core.errors import Refused, RegistryError
 from core.faults import threshold_out_of_range, unknown_threshold_names
+from core.pages import Keyset, KeysetPage, fetch_page
 
 REGISTRY_FIELDS: Final = (
     "site_id", "building", "registration_code", "lowest_floor", "highest_floor",
@@ -24,7 +26,7 @@ REGISTRY_FIELDS: Final = (
     "manufacturer", "installed_on", "thresholds", "active",
 )  # fmt: skip
 
-_SELECT: Final = """
+_SELECT: Final = f"""
 SELECT e.id, e.site_id, e.building, e.registration_code, e.lowest_floor, e.highest_floor,
        e.floor_height_m, e.rated_speed_mps, e.rated_load_kg, e.acceleration_mps2, e.jerk_mps3,
        e.manufacturer, e.installed_on, e.thresholds, e.active, e.created_at, e.updated_at,
@@ -33,19 +35,15 @@ SELECT e.id, e.site_id, e.building, e.registration_code, e.lowest_floor, e.highe
                    'id', a.id, 'type', a.type, 'severity', a.severity, 'status', a.status,
                    'condition', a.condition, 'opened_at', a.opened_at) ORDER BY a.id)
                  FROM alerts a
-                 WHERE a.elevator_id = e.id AND a.status IN ('open', 'acknowledged', 'on_site')),
+                 WHERE a.elevator_id = e.id AND a.status IN ({UNRESOLVED_SQL})),
                 '[]'::jsonb) AS active_alerts
 FROM elevators e LEFT JOIN elevator_status s ON s.elevator_id = e.id
-"""
+"""  # noqa: S608 - UNRESOLVED_SQL is a constant of the enum
+BY_ID: Final = Keyset("e.id", "text")
 
 
-class FleetError(RegistryError):
+class FleetError(RegistryError, Refused):
     """A registry change that is refused; `code` says why, `field` names the input."""
-
-    def __init__(self, message: str, *, code: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
 
 
 def list_elevators(
@@ -56,28 +54,28 @@ def list_elevators(
     online: bool | None = None,
     after_id: str | None = None,
     limit: int = 50,
-) -> list[dict[str, Any]]:
-    """Elevators by id, limited to `sites` (None: all) and the filters given."""
-    where = ["(%s::text IS NULL OR e.id > %s)"]
-    params: list[Any] = [after_id, after_id]
+) -> KeysetPage[dict[str, Any]]:
+    """Elevators by id, after `after_id`, limited to `sites` (None: all) and the filters given."""
+    where: list[tuple[str, object]] = []
     if sites is not None:
-        where.append("e.site_id = ANY(%s)")
-        params.append(list(sites))
+        where.append(("e.site_id = ANY(%s)", list(sites)))
     if site is not None:
-        where.append("e.site_id = %s")
-        params.append(site)
+        where.append(("e.site_id = %s", site))
     if online is not None:
-        where.append("coalesce(s.online, false) = %s")
-        params.append(online)
-    query = _SELECT + " WHERE " + " AND ".join(where) + " ORDER BY e.id LIMIT %s"
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, [*params, limit]).fetchall()
+        where.append(("coalesce(s.online, false) = %s", online))
+    return fetch_page(conn, _SELECT, BY_ID, after=after_id, limit=limit, where=where)
 
 
 def get_elevator(conn: psycopg.Connection[Any], elevator_id: str) -> dict[str, Any] | None:
     """One elevator with its live status and active alerts."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(_SELECT + " WHERE e.id = %s", (elevator_id,)).fetchone()
+
+
+def site_of(conn: psycopg.Connection[Any], elevator_id: str) -> str | None:
+    """The site of an elevator; None when it is not registered."""
+    row = conn.execute("SELECT site_id FROM elevators WHERE id = %s", (elevator_id,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _check(fields: Mapping[str, Any], conn: psycopg.Connection[Any]) -> None:

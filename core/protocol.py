@@ -8,6 +8,7 @@ fields a device sends beyond these are kept by the collector, not rejected.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -18,8 +19,28 @@ TOPIC_PREFIX: Final = "lift/v1"
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_FUTURE_SKEW_S: Final = 300.0
 
+# A site or elevator id: one MQTT topic level. The one pattern of the platform: the API's
+# `api.types.Identifier` and every other check are built from it.
 ID_PATTERN: Final = r"[A-Za-z0-9_-]{1,64}"
 _ID_RE: Final = re.compile(rf"^{ID_PATTERN}$")
+
+# What a sample's values may be (inclusive): the physically possible readings of a car;
+# anything outside is a broken sensor or encoder, dead-lettered by the collector rather than
+# detected as a fault. The floor range is deliberately wider than the floors a building may
+# number (`core.registry.FLOOR_RANGE`, which the registry and the API check): a car beyond
+# its top or bottom landing must reach the detectors as overtravel (SPEC §4), not be
+# refused. The ranges also keep every value inside its column type: binary COPY does not
+# range-check, and a floor of 40,000 would be stored in the smallint column as -25,536.
+SAMPLE_RANGES: Final[Mapping[str, tuple[float, float]]] = {
+    "floor": (-50, 500),
+    "pos_m": (-100.0, 2000.0),
+    "speed_mps": (0.0, 25.0),
+    "load_kg": (0.0, 20_000.0),
+    "vib_mg": (0.0, 100_000.0),
+    "motor_c": (-60.0, 400.0),
+    "brake_c": (-60.0, 400.0),
+    "level_mm": (-5000.0, 5000.0),
+}
 
 TopicKind = Literal["telemetry", "event", "status", "alert"]
 DEVICE_TOPIC_KINDS: Final = ("telemetry", "event", "status")

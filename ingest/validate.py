@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -21,6 +21,7 @@ from core.protocol import (
     MAX_FUTURE_SKEW_S,
     MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
+    SAMPLE_RANGES,
     DeviceEvent,
     DeviceStatus,
     TelemetrySample,
@@ -33,19 +34,6 @@ _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 SAMPLE_FIELDS: Final = frozenset(TelemetrySample.__struct_fields__)
 EVENT_FIELDS: Final = frozenset(DeviceEvent.__struct_fields__)
 
-# Physically possible ranges; anything outside is a broken sensor or encoder, not a fault.
-# They also keep every value inside its column type: binary COPY does not range-check, and a
-# floor of 40,000 would be stored in the smallint column as -25,536.
-_RANGES: Final[dict[str, tuple[float, float]]] = {
-    "floor": (-50, 500),
-    "pos_m": (-100.0, 2000.0),
-    "speed_mps": (0.0, 25.0),
-    "load_kg": (0.0, 20_000.0),
-    "vib_mg": (0.0, 100_000.0),
-    "motor_c": (-60.0, 400.0),
-    "brake_c": (-60.0, 400.0),
-    "level_mm": (-5000.0, 5000.0),
-}
 MAX_BOOT_LENGTH: Final = 64
 # Protocol payloads are flat objects; extra fields may nest a little. A bound far below the
 # decoder's and the JSON encoder's recursion limits keeps a hostile payload from raising
@@ -97,29 +85,45 @@ def parse_device_time(text: str) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-def _range_error(sample: TelemetrySample) -> str | None:
-    s = sample
-    # The common case in one expression; the loop below only runs to name the culprit.
-    if (
-        -50 <= s.floor <= 500
-        and -100.0 <= s.pos_m <= 2000.0
-        and 0.0 <= s.speed_mps <= 25.0
-        and 0.0 <= s.load_kg <= 20_000.0
-        and (s.vib_mg is None or 0.0 <= s.vib_mg <= 100_000.0)
-        and (s.motor_c is None or -60.0 <= s.motor_c <= 400.0)
-        and (s.brake_c is None or -60.0 <= s.brake_c <= 400.0)
-        and (s.level_mm is None or -5000.0 <= s.level_mm <= 5000.0)
-    ):
+def _range_check(
+    ranges: Mapping[str, tuple[float, float]],
+) -> Callable[[TelemetrySample], str | None]:
+    """The check of a sample's values against `ranges`: None when all lie in range, else
+    what is wrong. The bounds are the closure's own, as fast to compare as literals."""
+    (floor_lo, floor_hi), (pos_lo, pos_hi), (speed_lo, speed_hi), (load_lo, load_hi) = (
+        ranges["floor"], ranges["pos_m"], ranges["speed_mps"], ranges["load_kg"]
+    )  # fmt: skip
+    (vib_lo, vib_hi), (motor_lo, motor_hi), (brake_lo, brake_hi), (level_lo, level_hi) = (
+        ranges["vib_mg"], ranges["motor_c"], ranges["brake_c"], ranges["level_mm"]
+    )  # fmt: skip
+
+    def range_error(s: TelemetrySample) -> str | None:
+        # The common case in one expression; the loop below only runs to name the culprit.
+        if (
+            floor_lo <= s.floor <= floor_hi
+            and pos_lo <= s.pos_m <= pos_hi
+            and speed_lo <= s.speed_mps <= speed_hi
+            and load_lo <= s.load_kg <= load_hi
+            and (s.vib_mg is None or vib_lo <= s.vib_mg <= vib_hi)
+            and (s.motor_c is None or motor_lo <= s.motor_c <= motor_hi)
+            and (s.brake_c is None or brake_lo <= s.brake_c <= brake_hi)
+            and (s.level_mm is None or level_lo <= s.level_mm <= level_hi)
+        ):
+            return None
+        for name, (low, high) in ranges.items():
+            value = getattr(s, name)
+            if value is None:
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{name} is not a finite number"
+            if not low <= value <= high:
+                return f"{name}={value} outside [{low}, {high}]"
         return None
-    for name, (low, high) in _RANGES.items():
-        value = getattr(sample, name)
-        if value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{name} is not a finite number"
-        if not low <= value <= high:
-            return f"{name}={value} outside [{low}, {high}]"
-    return None
+
+    return range_error
+
+
+_range_error: Final = _range_check(SAMPLE_RANGES)
 
 
 def _envelope_error(boot: str, seq: int, version: int) -> str | None:

@@ -1,10 +1,11 @@
 """Telemetry reads for one elevator: raw samples or `time_bucket` aggregates over a time range.
 
-These serve `GET /api/v1/elevators/{id}/telemetry?start=&end=&bucket=`. Both queries filter on
-`elevator_id` and a half-open `[start, end)` range of device time, so the planner walks the
-unique index `(elevator_id, time DESC, boot, seq)` of only the chunks that overlap the range
-(TimescaleDB excludes the others at plan time, or at executor start-up when the statement is
-prepared and the range arrives as a parameter). Every value is bound as a parameter.
+These serve `GET /api/v1/elevators/{id}/telemetry?start=&end=&bucket=` (raw samples a page
+at a time, `sample_page`). Both queries filter on `elevator_id` and a half-open
+`[start, end)` range of device time, so the planner walks the unique index
+`(elevator_id, time DESC, boot, seq)` of only the chunks that overlap the range (TimescaleDB
+excludes the others at plan time, or at executor start-up when the statement is prepared
+and the range arrives as a parameter). Every value is bound as a parameter.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Final
 
 import psycopg
 from psycopg.rows import dict_row
+
+from core.pages import KeysetPage, page_of
 
 # One page of raw samples: 10,000 samples are 2.8 hours of an elevator at 1 Hz, about 4 MB of
 # JSON and a few milliseconds of index scan, and more points than a chart is wide; longer
@@ -78,6 +81,36 @@ def read_samples(
     _check_range(start, end)
     if not 1 <= limit <= MAX_RAW_ROWS:
         raise ValueError(f"limit must be between 1 and {MAX_RAW_ROWS}")
+    return _fetch_samples(conn, elevator_id, start=start, end=end, limit=limit, after=after)
+
+
+def sample_page(
+    conn: psycopg.Connection[Any],
+    elevator_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    after: datetime | None = None,
+) -> KeysetPage[dict[str, Any]]:
+    """One page of `read_samples` (up to `limit` samples, at most MAX_RAW_ROWS), and the time
+    of its last sample when more follow, to pass as `after` for the next page."""
+    _check_range(start, end)
+    if not 1 <= limit <= MAX_RAW_ROWS:
+        raise ValueError(f"limit must be between 1 and {MAX_RAW_ROWS}")
+    rows = _fetch_samples(conn, elevator_id, start=start, end=end, limit=limit + 1, after=after)
+    return page_of(rows, limit, lambda row: row["time"])
+
+
+def _fetch_samples(
+    conn: psycopg.Connection[Any],
+    elevator_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    after: datetime | None,
+) -> list[dict[str, Any]]:
     if after is not None and after.tzinfo is None:
         raise ValueError("after must carry a time zone")
     params = {"elevator": elevator_id, "start": start, "end": end, "after": after, "limit": limit}

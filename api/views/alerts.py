@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from accounts.users import UserRecord, get_user
-from alerts.store import WorkflowError, advance_workflow, record_in_ledger
+from alerts.queries import alert_history, get_alert, list_alerts
+from alerts.store import advance_workflow, record_in_ledger
 from api.deps import (
     Conn,
     Context,
@@ -25,31 +25,18 @@ from api.deps import (
     require_site,
     utc_now,
 )
-from api.errors import ApiError, error_responses, not_found
-from api.pagination import Cursor, Limit, Page, cut, int_cursor
+from api.errors import error_responses, forbidden, not_found
+from api.pagination import Cursor, Limit, Page, int_cursor, next_cursor
 from api.stream import event_stream
+from api.types import Identifier
+from core.alerting import AlertStatus
 from core.faults import FaultName, Severity
 from notify.feed import AlertNotice, NoticeFilter, read_notices
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
-Status = Literal["open", "acknowledged", "on_site", "resolved", "false_alarm"]
-SeverityName = Literal["critical", "major", "minor", "info"]
 AlertType = FaultName
-IdText = Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 AlertId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-
-_ALERT_SELECT: Final = """
-SELECT a.id, a.elevator_id, a.site_id, a.type, a.severity, a.condition, a.status,
-       a.opened_at, a.last_active_at, a.cleared_at, a.occurrences,
-       a.acknowledged_at, ua.username AS acknowledged_by, a.on_site_at,
-       uo.username AS on_site_by, a.closed_at, uc.username AS closed_by,
-       a.ack_due_at, a.on_site_due_at, a.ack_escalated_at, a.on_site_escalated_at, a.details
-FROM alerts a
-LEFT JOIN users ua ON ua.id = a.acknowledged_by
-LEFT JOIN users uo ON uo.id = a.on_site_by
-LEFT JOIN users uc ON uc.id = a.closed_by
-"""
 
 
 class AlertOut(BaseModel):
@@ -102,56 +89,32 @@ class WorkflowStep(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-def _get_alert(conn: Conn, alert_id: int) -> dict[str, Any]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_ALERT_SELECT + " WHERE a.id = %s", (alert_id,)).fetchone()
+def _alert(conn: Conn, user: UserRecord, alert_id: int) -> dict[str, Any]:
+    row = get_alert(conn, alert_id)
     if row is None:
         raise not_found(f"alert {alert_id}")
+    require_site(user, row["site_id"], f"alert {alert_id}")
     return row
-
-
-def _events(conn: Conn, alert_id: int) -> list[AlertEventOut]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT ae.id, ae.kind, ae.time, u.username AS actor, ae.details, e.seq AS ledger_seq "
-            "FROM alert_events ae LEFT JOIN users u ON u.id = ae.actor_user_id "
-            "LEFT JOIN ledger_entries e ON e.source_table = 'alert_events' "
-            "AND e.source_id = ae.id WHERE ae.alert_id = %s ORDER BY ae.id",
-            (alert_id,),
-        ).fetchall()
-    return [AlertEventOut(**row) for row in rows]
 
 
 @router.get("", responses=error_responses(401, 422))
 def get_alerts(
     conn: Conn,
     user: Reader,
-    status: Status | None = None,
+    status: AlertStatus | None = None,
     type: AlertType | None = None,
-    severity: SeverityName | None = None,
-    site: IdText | None = None,
-    elevator: IdText | None = None,
+    severity: Severity | None = None,
+    site: Identifier | None = None,
+    elevator: Identifier | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[AlertOut]:
     """Alerts, newest first; a crew member sees only their sites."""
-    where = ["(%s::bigint IS NULL OR a.id < %s)"]
-    before = int_cursor(cursor)
-    params: list[Any] = [before, before]
-    filters = {"a.status": status, "a.type": type, "a.severity": severity,
-               "a.site_id": site, "a.elevator_id": elevator}  # fmt: skip
-    for column, value in filters.items():
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
-    if user.site_scope is not None:
-        where.append("a.site_id = ANY(%s)")
-        params.append(list(user.site_scope))
-    query = _ALERT_SELECT + " WHERE " + " AND ".join(where) + " ORDER BY a.id DESC LIMIT %s"
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(query, [*params, limit + 1]).fetchall()
-    page, after = cut(rows, limit, lambda row: row["id"])
-    return Page[AlertOut](items=[AlertOut(**row) for row in page], next_cursor=after)
+    found = list_alerts(conn, sites=user.site_scope, status=status, type=type, severity=severity,
+                        site=site, elevator=elevator, before_id=int_cursor(cursor),
+                        limit=limit)  # fmt: skip
+    items = [AlertOut(**row) for row in found.rows]
+    return Page[AlertOut](items=items, next_cursor=next_cursor(found))
 
 
 @router.get(
@@ -166,9 +129,9 @@ async def stream_alerts(
     context: Context,
     token: Annotated[str | None, Query(include_in_schema=False)] = None,
     bearer: Annotated[str | None, Header(alias="Authorization", include_in_schema=False)] = None,
-    site: IdText | None = None,
+    site: Identifier | None = None,
     type: AlertType | None = None,
-    min_severity: SeverityName = "info",
+    min_severity: Severity = Severity.INFO,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$")
     ] = None,
@@ -182,11 +145,9 @@ async def stream_alerts(
     sites: set[str] | None = None if user.site_scope is None else set(user.site_scope)
     if site is not None:
         if sites is not None and site not in sites:
-            raise ApiError(403, "forbidden", f"site {site} is not one of your sites")
+            raise forbidden(f"site {site} is not one of your sites")
         sites = {site}
-    wanted = NoticeFilter(
-        sites=sites, types={type} if type else None, min_severity=Severity(min_severity)
-    )
+    wanted = NoticeFilter(sites=sites, types={type} if type else None, min_severity=min_severity)
 
     def replay(after_seq: int, limit: int) -> list[AlertNotice]:
         with context.pool.connection() as conn:
@@ -251,23 +212,17 @@ async def _authenticate_stream(
 @router.get("/{alert_id}", responses=error_responses(401, 403, 404, 422))
 def get_one_alert(alert_id: AlertId, conn: Conn, user: Reader) -> AlertDetail:
     """One alert with every step of its history and the ledger seq of each."""
-    row = _get_alert(conn, alert_id)
-    require_site(user, row["site_id"], f"alert {alert_id}")
-    return AlertDetail(**row, events=_events(conn, alert_id))
+    row = _alert(conn, user, alert_id)
+    events = [AlertEventOut(**event) for event in alert_history(conn, alert_id)]
+    return AlertDetail(**row, events=events)
 
 
 def _step(conn: Conn, user: UserRecord, alert_id: int, action: str, note: str | None) -> AlertOut:
-    row = _get_alert(conn, alert_id)
-    require_site(user, row["site_id"], f"alert {alert_id}")
-    try:
-        event = advance_workflow(conn, alert_id, action, user_id=user.id, at=utc_now(), note=note)
-    except WorkflowError as exc:
-        if exc.code == "alert_not_found":
-            raise not_found(f"alert {alert_id}") from exc
-        raise ApiError(409, exc.code, str(exc)) from exc
+    _alert(conn, user, alert_id)
+    event = advance_workflow(conn, alert_id, action, user_id=user.id, at=utc_now(), note=note)
     record_in_ledger(conn, [event])
     conn.commit()
-    return AlertOut(**_get_alert(conn, alert_id))
+    return AlertOut(**_alert(conn, user, alert_id))
 
 
 _STEP_RESPONSES: Final = error_responses(401, 403, 404, 409, 422)

@@ -4,34 +4,29 @@ from the chain, an elevator's whole trail, and the whole-log verification report
 Stored entries are read as possibly hostile (`core.stored_json`): an entry whose content
 cannot be read is shown with empty `content`, an `unreadable` problem (one entry) or a
 summary saying so (trail), never an error of the server; a stored time out of range is
-shown as null."""
+shown as null. What an entry's content means, and how the trail summarises it, is its
+source's (`ledger.sources`); the entries are read by `ledger.queries`."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path
-from psycopg.rows import dict_row
 from pydantic import BaseModel
 
-from api.deps import Auditor, Conn, Context, WaitingAuditor
-from api.errors import ApiError, error_responses, not_found
-from api.pagination import Cursor, Limit, Page, cut, int_cursor
+from api.deps import Auditor, Conn, Context, WaitingAuditor, elevator_site
+from api.errors import error_responses, not_found
+from api.pagination import Cursor, Limit, Page, int_cursor, next_cursor
+from api.types import ElevatorId
 from core.stored_json import StoredJsonError, decode_object, report_unreadable
+from ledger.queries import elevator_entries, stored_entry
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 Seq = Annotated[int, Path(ge=0, le=2**63 - 1)]
-ElevatorId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 _RESPONSES: Final = error_responses(401, 403, 404, 422, 503)
-# A stored time Python cannot hold (infinity, year 10000) is read as NULL, not an error.
-_CREATED_AT: Final = (
-    "CASE WHEN created_at BETWEEN '0001-01-02' AND '9999-12-30' THEN created_at END AS created_at"
-)
 
 
 class ProblemOut(BaseModel):
@@ -47,7 +42,7 @@ class ProblemOut(BaseModel):
 
     @classmethod
     def of(cls, problem: Any) -> ProblemOut:
-        """From a `ledger.verify.Problem`."""
+        """From a `ledger.report.Problem`."""
         return cls(seq=problem.seq, kind=problem.kind, detail=problem.detail,
                    alert_id=problem.alert_id, source_table=problem.source_table,
                    source_id=problem.source_id)  # fmt: skip
@@ -114,17 +109,6 @@ class LogReportOut(BaseModel):
     finished_at: dt.datetime
 
 
-@contextmanager
-def _chain_errors() -> Iterator[None]:
-    from api.context import NoContract  # noqa: PLC0415
-    from ledger.chain import ChainRefused, ChainUnavailable  # noqa: PLC0415
-
-    try:
-        yield
-    except (NoContract, ChainUnavailable, ChainRefused) as exc:
-        raise ApiError(503, "chain_unavailable", str(exc)) from exc
-
-
 def _hex(value: bytes | None) -> str:
     return "0x" + bytes(value or b"").hex()
 
@@ -134,17 +118,11 @@ def get_entry(seq: Seq, conn: Conn, context: Context, user: Auditor) -> EntryPro
     """Entry `seq`: content, hashes recomputed, source row compared, signature checked,
     inclusion proof to the smallest anchored tree, and that tree's root **read from the
     chain** (`verified` is true only when all of it holds)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT seq, kind, elevator_id, source_table, source_id, canonical, content_hash, "
-            f"leaf_hash, {_CREATED_AT} FROM ledger_entries WHERE seq = %s",
-            (seq,),
-        ).fetchone()
+    row = stored_entry(conn, seq)
     if row is None:
         raise not_found(f"ledger entry {seq}")
-    with _chain_errors():
-        view = context.ledger_view(conn)
-        report = view.verify_entry(conn, seq)
+    view = context.ledger_view(conn)  # chain errors answer 503 (`api.errors`)
+    report = view.verify_entry(conn, seq)
     try:
         content = decode_object(row["canonical"])
     except StoredJsonError:  # verify_entry names it as an `unreadable` problem
@@ -167,54 +145,34 @@ def get_entry(seq: Seq, conn: Conn, context: Context, user: Auditor) -> EntryPro
     )  # fmt: skip
 
 
-def _summary(kind: str, content: dict[str, Any]) -> tuple[dt.datetime | None, str]:
-    if kind == "alert_event":
-        when = content.get("time")
-        actor = content.get("actor_user_id")
-        who = f" by user {actor}" if actor is not None else ""
-        text = f"alert {content.get('alert_id')} {content.get('type')}: {content.get('event')}"
-        return (dt.datetime.fromisoformat(when) if isinstance(when, str) else None), text + who
-    if kind == "maintenance_record":
-        performed = content.get("performed_at")
-        signed = "signed" if content.get("signed") else "unsigned"
-        text = f"{content.get('record_kind')} maintenance ({signed}): {content.get('summary')}"
-        moment = (
-            dt.datetime.fromtimestamp(performed, dt.UTC) if isinstance(performed, int) else None
-        )
-        return moment, text
-    return None, kind
-
-
 @router.get("/elevators/{elevator_id}", responses=error_responses(401, 403, 404, 422))
 def get_trail(
-    elevator_id: ElevatorId, conn: Conn, user: Auditor, limit: Limit = 50, cursor: Cursor = None
+    elevator_id: ElevatorId,
+    conn: Conn,
+    context: Context,
+    user: Auditor,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Trail:
     """Every ledger entry of an elevator (alert events with their workflow steps, maintenance
     records), oldest first; each names its seq for `GET /audit/entries/{seq}`."""
-    if conn.execute("SELECT 1 FROM elevators WHERE id = %s", (elevator_id,)).fetchone() is None:
-        raise not_found(f"elevator {elevator_id}")
-    after = int_cursor(cursor)
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"SELECT seq, kind, canonical, {_CREATED_AT} FROM ledger_entries "
-            "WHERE elevator_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-            (elevator_id, -1 if after is None else after, limit + 1),
-        ).fetchall()
-    page, next_after = cut(rows, limit, lambda row: row["seq"])
+    elevator_site(conn, elevator_id)  # 404 when it is not registered
+    page = elevator_entries(conn, elevator_id, after_seq=int_cursor(cursor), limit=limit)
     items = []
-    for row in page:
+    for row in page.rows:
         try:
             content = decode_object(row["canonical"])
             content.pop("salt", None)
             content.pop("prev", None)
-            when, text = _summary(row["kind"], content)
+            summary = context.ledger_sources.summary(row["kind"], content)
+            when, text = summary.time, summary.text
         except (StoredJsonError, ValueError, TypeError, OverflowError, OSError) as exc:
             report_unreadable("audit_trail", row["seq"], exc)
             content, when = {}, None
             text = f"unreadable entry (see GET /api/v1/audit/entries/{row['seq']})"
         items.append(TrailItem(seq=row["seq"], kind=row["kind"], time=when, summary=text,
                                content=content, created_at=row["created_at"]))  # fmt: skip
-    return Trail(elevator_id=elevator_id, items=items, next_cursor=next_after)
+    return Trail(elevator_id=elevator_id, items=items, next_cursor=next_cursor(page))
 
 
 @router.post("/verify", responses=error_responses(401, 403, 503))
@@ -230,7 +188,7 @@ async def verify_whole_log(context: Context, user: WaitingAuditor) -> LogReportO
     holds no database connection."""
 
     def verify() -> Any:
-        with context.pool.connection() as conn, _chain_errors():
+        with context.pool.connection() as conn:
             return context.ledger_view(conn).verify_log(conn)
 
     async def start() -> Any:

@@ -5,25 +5,35 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field, model_validator
 
-from api.context import ApiContext
 from api.deps import Admin, Conn, Context, Reader, elevator_site, require_site
-from api.errors import ApiError, error_responses, invalid, not_found
-from api.pagination import Cursor, Limit, Page, cut
-from api.types import Flag, Floor, IsoDate, IsoDateTime, Number, utc_time
-from core.fleet import FleetError, create_elevator, get_elevator, list_elevators, update_elevator
-from core.registry import MEASURE_RANGES
-from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, read_samples
+from api.errors import error_responses, invalid, not_found
+from api.pagination import Cursor, Limit, Page, next_cursor
+from api.types import (
+    ElevatorId,
+    Flag,
+    Floor,
+    Identifier,
+    IsoDate,
+    IsoDateTime,
+    Number,
+    utc_time,
+)
+from core.fleet import (
+    create_elevator,
+    get_elevator,
+    list_elevators,
+    update_elevator,
+)
+from core.registry import MEASURE_RANGES, elevator_topics
+from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, sample_page
 
 router = APIRouter(prefix="/api/v1/elevators", tags=["elevators"])
 
-ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
-ElevatorId = Annotated[str, Path(pattern=ID_PATTERN, description="elevator id")]
 _M: Final = MEASURE_RANGES  # the registry's ranges, the same for the CSV import
 FloorHeight = Annotated[Number, Field(ge=_M["floor_height_m"][0], le=_M["floor_height_m"][1])]
 RatedSpeed = Annotated[Number, Field(ge=_M["rated_speed_mps"][0], le=_M["rated_speed_mps"][1])]
@@ -92,7 +102,7 @@ class ElevatorOut(BaseModel):
 class ElevatorFields(BaseModel):
     """Registry fields an admin may set."""
 
-    site_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    site_id: Identifier | None = None
     building: str | None = Field(default=None, min_length=1, max_length=200)
     registration_code: str | None = Field(default=None, min_length=1, max_length=64)
     lowest_floor: Floor | None = None
@@ -120,8 +130,8 @@ class ElevatorFields(BaseModel):
 class ElevatorIn(ElevatorFields):
     """A new elevator."""
 
-    id: str = Field(pattern=ID_PATTERN)
-    site_id: str = Field(pattern=ID_PATTERN)
+    id: Identifier
+    site_id: Identifier
     building: str = Field(min_length=1, max_length=200)
     lowest_floor: Floor
     highest_floor: Floor
@@ -181,39 +191,30 @@ class Telemetry(BaseModel):
     next_cursor: str | None
 
 
-def _fleet_error(exc: FleetError) -> ApiError:
-    conflicts = {"elevator_exists", "registration_taken", "unresolved_alerts"}
-    status_code = 409 if exc.code in conflicts else 422
-    return ApiError(status_code, exc.code, str(exc), field=exc.field)
-
-
 @router.get("", responses=error_responses(401, 422))
 def get_elevators(
     conn: Conn,
     user: Reader,
-    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    site: Identifier | None = None,
     online: bool | None = None,
     limit: Limit = 50,
-    cursor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    cursor: Identifier | None = None,
 ) -> Page[ElevatorOut]:
     """Elevators with live status, by id; a crew member sees only their sites."""
-    rows = list_elevators(
-        conn, sites=user.site_scope, site=site, online=online, after_id=cursor, limit=limit + 1
+    found = list_elevators(
+        conn, sites=user.site_scope, site=site, online=online, after_id=cursor, limit=limit
     )
-    page, after = cut(rows, limit, lambda row: row["id"])
-    return Page[ElevatorOut](items=[ElevatorOut.of(row) for row in page], next_cursor=after)
+    items = [ElevatorOut.of(row) for row in found.rows]
+    return Page[ElevatorOut](items=items, next_cursor=next_cursor(found))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 403, 409, 422))
 def add_elevator(body: ElevatorIn, conn: Conn, admin: Admin, context: Context) -> ElevatorOut:
     """Register an elevator (admins); the broker gets its device account at once (password:
     `liftledger elevators credentials`)."""
-    try:
-        row = create_elevator(conn, body.model_dump(exclude_none=True))
-    except FleetError as exc:
-        raise _fleet_error(exc) from exc
+    row = create_elevator(conn, body.model_dump(exclude_none=True))
     conn.commit()
-    _registry_changed(conn, context)
+    context.registry_changed(lambda: elevator_topics(conn))
     return ElevatorOut.of(row)
 
 
@@ -233,30 +234,12 @@ def change_elevator(
 ) -> ElevatorOut:
     """Change registry fields (admins); fields left out stay as they are. A site change or a
     deactivation changes the device's broker account at once."""
-    try:
-        row = update_elevator(conn, elevator_id, body.model_dump(exclude_unset=True))
-    except FleetError as exc:
-        raise _fleet_error(exc) from exc
+    row = update_elevator(conn, elevator_id, body.model_dump(exclude_unset=True))
     if row is None:
         raise not_found(f"elevator {elevator_id}")
     conn.commit()
-    _registry_changed(conn, context)
+    context.registry_changed(lambda: elevator_topics(conn))
     return ElevatorOut.of(row)
-
-
-_REGISTRY_SYNC = threading.Lock()
-
-
-def _registry_changed(conn: Conn, context: ApiContext) -> None:
-    """Hand every active (site, elevator) to the broker-account hook, if one is wired.
-
-    Read and handed over under one lock, so two changes at once cannot leave the older list
-    written last."""
-    if context.on_registry_change is None:
-        return
-    with _REGISTRY_SYNC:
-        rows = conn.execute("SELECT site_id, id FROM elevators WHERE active ORDER BY id").fetchall()
-        context.on_registry_change([(str(site), str(elevator)) for site, elevator in rows])
 
 
 def _bucket_seconds(text: str) -> int:
@@ -300,8 +283,7 @@ def get_telemetry(
             after = utc_time(cursor)
         except ValueError as exc:
             raise invalid("cursor", "cursor is not a value this API handed out") from exc
-    rows = read_samples(conn, elevator_id, start=start, end=end, limit=limit + 1, after=after)
-    page, next_after = cut(rows, limit, lambda row: row["time"].isoformat())
+    found = sample_page(conn, elevator_id, start=start, end=end, limit=limit, after=after)
     return Telemetry(elevator_id=elevator_id, start=start, end=end, bucket_s=None,
-                     samples=[Sample(**row) for row in page], buckets=None,
-                     next_cursor=next_after)  # fmt: skip
+                     samples=[Sample(**row) for row in found.rows], buckets=None,
+                     next_cursor=next_cursor(found))  # fmt: skip

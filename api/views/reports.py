@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path
 from fastapi.responses import Response
 
 from api.deps import Auditor, Conn, utc_now
 from api.errors import error_responses, invalid
-from api.types import IsoDateTime
+from api.types import Identifier, IsoDateTime
 from reports import build_report
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
@@ -37,7 +37,7 @@ def get_report(
     user: Auditor,
     start: IsoDateTime | None = None,
     end: IsoDateTime | None = None,
-    site: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+    site: Identifier | None = None,
     format: Literal["json", "csv"] | None = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:

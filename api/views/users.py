@@ -11,25 +11,17 @@ from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
 from accounts.password_policy import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from accounts.users import (
-    AccountError,
-    create_user,
-    get_user,
-    list_users,
-    revoke_tokens,
-    update_user,
-)
+from accounts.users import create_user, get_user, revoke_tokens, update_user, user_page
 from api.deps import Admin, Conn
-from api.errors import ApiError, error_responses, not_found
-from api.pagination import Cursor, Limit, Page, cut, int_cursor
-from api.types import Flag
+from api.errors import error_responses, not_found
+from api.pagination import Cursor, Limit, Page, int_cursor, next_cursor
+from api.types import Flag, Identifier
 from api.views.auth import UserOut
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 Role = Literal["crew", "supervisor", "admin"]
 Username = Annotated[str, Path(min_length=1, max_length=64)]
-SiteId = Annotated[str, Field(min_length=1, max_length=64)]
 Signer = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
 
 
@@ -38,7 +30,7 @@ class UserIn(BaseModel):
 
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
     role: Role
-    sites: list[SiteId] = Field(default_factory=list, max_length=500)
+    sites: list[Identifier] = Field(default_factory=list, max_length=500)
     password: str | None = Field(
         default=None, min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH
     )
@@ -50,7 +42,7 @@ class UserChange(BaseModel):
     """Fields to change; those left out stay as they are."""
 
     role: Role | None = None
-    sites: list[SiteId] | None = Field(default=None, max_length=500)
+    sites: list[Identifier] | None = Field(default=None, max_length=500)
     password: str | None = Field(
         default=None, min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH
     )
@@ -59,31 +51,21 @@ class UserChange(BaseModel):
     active: Flag | None = None
 
 
-def _refused(exc: AccountError) -> ApiError:
-    if exc.code == "user_not_found":
-        return not_found(str(exc).removesuffix(" does not exist"))
-    status_code = 409 if exc.code in {"user_exists", "last_admin", "signer_taken"} else 422
-    return ApiError(status_code, exc.code, str(exc), field=exc.field)
-
-
 @router.get("", responses=error_responses(401, 403, 422))
 def get_users(conn: Conn, admin: Admin, limit: Limit = 50, cursor: Cursor = None) -> Page[UserOut]:
     """Every user, a page at a time."""
-    users = list_users(conn, after_id=int_cursor(cursor) or 0, limit=limit + 1)
-    page, after = cut(users, limit, lambda user: user.id)
-    return Page[UserOut](items=[UserOut.of(user) for user in page], next_cursor=after)
+    found = user_page(conn, after_id=int_cursor(cursor), limit=limit)
+    return Page[UserOut](items=[UserOut.of(user) for user in found.rows],
+                         next_cursor=next_cursor(found))  # fmt: skip
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 403, 409, 422))
 def add_user(body: UserIn, conn: Conn, admin: Admin) -> UserOut:
     """Add a crew member, supervisor or admin."""
-    try:
-        user = create_user(
-            conn, username=body.username, role=body.role, sites=body.sites,
-            password=body.password, full_name=body.full_name, signer_address=body.signer_address,
-        )  # fmt: skip
-    except AccountError as exc:
-        raise _refused(exc) from exc
+    user = create_user(
+        conn, username=body.username, role=body.role, sites=body.sites,
+        password=body.password, full_name=body.full_name, signer_address=body.signer_address,
+    )  # fmt: skip
     conn.commit()
     return UserOut.of(user)
 
@@ -101,13 +83,10 @@ def get_one_user(username: Username, conn: Conn, admin: Admin) -> UserOut:
 def change_user(username: Username, body: UserChange, conn: Conn, admin: Admin) -> UserOut:
     """Change a user's role, sites, signing key, password, name or active flag. A new
     password or a deactivation ends every token the user holds."""
-    try:
-        user = update_user(
-            conn, username, role=body.role, sites=body.sites, password=body.password,
-            full_name=body.full_name, signer_address=body.signer_address, active=body.active,
-        )  # fmt: skip
-    except AccountError as exc:
-        raise _refused(exc) from exc
+    user = update_user(
+        conn, username, role=body.role, sites=body.sites, password=body.password,
+        full_name=body.full_name, signer_address=body.signer_address, active=body.active,
+    )  # fmt: skip
     conn.commit()
     return UserOut.of(user)
 
@@ -116,9 +95,6 @@ def change_user(username: Username, body: UserChange, conn: Conn, admin: Admin) 
 def revoke_user_tokens(username: Username, conn: Conn, admin: Admin) -> UserOut:
     """End every token the user holds now (a lost phone, a leaked script token); tokens
     issued afterwards work."""
-    try:
-        user = revoke_tokens(conn, username)
-    except AccountError as exc:
-        raise _refused(exc) from exc
+    user = revoke_tokens(conn, username)
     conn.commit()
     return UserOut.of(user)

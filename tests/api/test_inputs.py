@@ -1,4 +1,4 @@
-"""The API's pure input helpers: cursors, pages, strict times and error fields."""
+"""The API's pure input helpers: cursors, pages, strict times, ids, floors and error fields."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError, _field_of
-from api.pagination import cut, int_cursor
-from api.types import Flag, IsoDateTime
+from api.pagination import int_cursor, next_cursor
+from api.types import Flag, Floor, Identifier, IsoDateTime
+from core.pages import KeysetPage, page_of
+from core.protocol import is_valid_id
+from core.registry import FLOOR_RANGE
 
 
 class Window(BaseModel):
@@ -17,15 +20,21 @@ class Window(BaseModel):
     active: Flag = True
 
 
+class Place(BaseModel):
+    site_id: Identifier
+    floor: Floor = 0
+
+
 def test_a_full_page_hands_out_the_key_of_its_last_row_as_cursor() -> None:
     rows = [10, 9, 8, 7]  # limit 3, one row more fetched
-    page, cursor = cut(rows, 3, lambda row: row)
-    assert page == [10, 9, 8]
-    assert cursor == "8"
+    page = page_of(rows, 3, lambda row: row)
+    assert page.rows == [10, 9, 8]
+    assert next_cursor(page) == "8"
 
 
 def test_the_last_page_has_no_cursor() -> None:
-    assert cut([3, 2], 3, lambda row: row) == ([3, 2], None)
+    page = page_of([3, 2], 3, lambda row: row)
+    assert (page.rows, next_cursor(page)) == ([3, 2], None)
 
 
 @pytest.mark.parametrize("cursor", ["-1", "abc", "1e3", "١٢", "9" * 20])
@@ -61,3 +70,29 @@ def test_an_error_names_the_field_without_its_location(
     location: tuple[str, ...], field: str
 ) -> None:
     assert _field_of(location) == field
+
+
+def test_a_cursor_is_the_key_as_text_and_a_time_in_iso_8601() -> None:
+    moment = dt.datetime(2026, 11, 28, 9, 0, 0, 120000, tzinfo=dt.UTC)
+    assert next_cursor(KeysetPage([], 8)) == "8"
+    assert next_cursor(KeysetPage([], "nc01-e1")) == "nc01-e1"
+    assert next_cursor(KeysetPage([], moment)) == "2026-11-28T09:00:00.120000+00:00"
+    assert next_cursor(KeysetPage([], None)) is None
+
+
+@pytest.mark.parametrize("site", ["nc01", "a", "A_b-9", "x" * 64, "", "x" * 65, "a b", "a/b", "é"])
+def test_the_api_takes_the_ids_the_device_protocol_takes(site: str) -> None:
+    if is_valid_id(site):
+        assert Place.model_validate({"site_id": site}).site_id == site
+    else:
+        with pytest.raises(ValidationError):
+            Place.model_validate({"site_id": site})
+
+
+def test_the_api_takes_the_floors_the_registry_import_takes() -> None:
+    low, high = FLOOR_RANGE
+    assert Place.model_validate({"site_id": "s", "floor": low}).floor == low
+    assert Place.model_validate({"site_id": "s", "floor": high}).floor == high
+    for outside in (low - 1, high + 1):
+        with pytest.raises(ValidationError):
+            Place.model_validate({"site_id": "s", "floor": outside})

@@ -19,12 +19,15 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from core.settings import load_settings
+from liftledger.ledger_sources import LEDGER_SOURCES
 
 UNREACHABLE_DATABASE = "postgresql://nobody:nothing@127.0.0.1:1/none"
 
 
 def _failing_app() -> FastAPI:
-    app = create_app(load_settings(database_url=UNREACHABLE_DATABASE))
+    app = create_app(
+        load_settings(database_url=UNREACHABLE_DATABASE), ledger_sources=LEDGER_SOURCES
+    )
 
     @app.get("/api/v1/test-raises")
     async def raises() -> None:
