@@ -24,22 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from alerts.rules import ElevatorLimits, Finding, Reading, RuleMemory, count_reopens, evaluate
-from core.faults import SEVERITY_RANK, Severity, controller_fault_severity
+from core.faults import SEVERITY_RANK, Severity, controller_fault_severity, fault_names
 
 SignalAction = Literal["raise", "clear"]
 INHIBITING_MODES: Final = frozenset({"inspection", "maintenance"})
 # Rules that hold only at the instant of an event; they clear after `hysteresis_s` without one.
-EVENT_TYPES: Final = frozenset({"alarm_button", "controller_fault"})
-STREAM_TYPES: Final = frozenset(
-    {
-        "trapped_between_floors", "trapped_at_floor", "door_open_while_running",
-        "unintended_movement", "overspeed", "overtravel_top", "overtravel_bottom",
-        "safety_chain_open", "door_lock_fault", "stopped_outside_door_zone",
-        "door_open_failure", "door_close_failure", "power_failure", "offline", "alarm_button",
-        "controller_fault", "abnormal_vibration", "motor_overheat", "brake_overheat",
-        "levelling_error", "clock_skew",
-    }
-)  # fmt: skip
+EVENT_TYPES: Final = fault_names("event")
+# Every type judged from an elevator's messages and silence, i.e. all but those swept from
+# the maintenance records (`alerts.maintenance`).
+STREAM_TYPES: Final = fault_names("telemetry", "event", "status")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from alerts.detector import STREAM_TYPES, AlertSignal, ElevatorDetector
 from alerts.rules import ElevatorLimits, Finding, Reading
 from alerts.store import AlertEventRecord, apply_signal, record_in_ledger
+from core.alerting import AlertCondition
 from core.faults import DEFAULT_THRESHOLDS, Severity, resolve_thresholds
 from core.messages import Event, Rejected, Sample, Status
 from core.protocol import TelemetrySample
@@ -186,7 +187,7 @@ class DetectionEngine:
         self._replay(samples, events)
         raised: dict[str, dict[str, Severity]] = defaultdict(dict)
         for row in active:
-            if row["condition"] == "active" and row["type"] in STREAM_TYPES:
+            if row["condition"] == AlertCondition.ACTIVE and row["type"] in STREAM_TYPES:
                 raised[row["elevator_id"]][row["type"]] = Severity(row["severity"])
                 if row["type"] == "offline":
                     detector = self.detectors.get(row["elevator_id"])

@@ -18,16 +18,19 @@ from psycopg.rows import dict_row
 
 from alerts.detector import AlertSignal
 from alerts.store import AlertEventRecord, apply_signal, record_in_ledger
-from core.faults import Severity, resolve_thresholds
+from core.alerting import AlertCondition
+from core.faults import FAULTS_BY_NAME, resolve_thresholds
 from core.stored_json import decode_object, report_unreadable
+from ledger.entries import entry_time
 
+OVERDUE: Final = "maintenance_overdue"
 _ELEVATORS: Final = """
 SELECT e.id, e.site_id, e.created_at, e.thresholds::text AS elevator_thresholds,
        s.thresholds::text AS site_thresholds,
        (SELECT max(m.performed_at) FROM maintenance_records m
         WHERE m.elevator_id = e.id AND m.kind = 'routine') AS last_routine,
        EXISTS (SELECT 1 FROM alerts a WHERE a.elevator_id = e.id
-               AND a.type = 'maintenance_overdue' AND a.condition = 'active') AS alert_active
+               AND a.type = %(type)s AND a.condition = %(active)s) AS alert_active
 FROM elevators e JOIN sites s ON s.id = e.site_id
 WHERE e.active
 """
@@ -46,7 +49,9 @@ def sweep_maintenance_overdue(
     """Raise or clear `maintenance_overdue` for every active elevator, in one transaction."""
     events: list[AlertEventRecord] = []
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(_ELEVATORS).fetchall()
+        rows = cur.execute(
+            _ELEVATORS, {"type": OVERDUE, "active": AlertCondition.ACTIVE}
+        ).fetchall()
     for row in rows:
         try:
             with conn.transaction():
@@ -76,13 +81,13 @@ def _sweep_one(
     signal = AlertSignal(
         elevator=row["id"],
         site=row["site_id"],
-        type="maintenance_overdue",
+        type=OVERDUE,
         action="raise" if overdue else "clear",
-        severity=Severity.MINOR,
+        severity=FAULTS_BY_NAME[OVERDUE].severity,
         at=now,
         details={
-            "due_at": due.isoformat(),
-            "last_routine": last.isoformat() if last is not None else None,
+            "due_at": entry_time(due),
+            "last_routine": entry_time(last) if last is not None else None,
         },
     )
     return apply_signal(conn, signal, thresholds)

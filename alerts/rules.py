@@ -338,6 +338,8 @@ def detect_clock_skew(r: Reading, mem: RuleMemory, limits: ElevatorLimits) -> Fi
 
 Rule = Callable[[Reading, RuleMemory, ElevatorLimits], Finding | None]
 
+# One rule per fault type judged from telemetry (`core.faults`), named `detect_<type>`;
+# tests/alerts/test_taxonomy.py ties the two.
 SAMPLE_RULES: Final[tuple[Rule, ...]] = (
     detect_trapped_between_floors,
     detect_trapped_at_floor,

@@ -1,7 +1,10 @@
-"""The one way to reach the database: engine, session factory and connection checks.
+"""Reaching the database: its URLs, connection checks, and the engine for migrations.
 
-Nothing connects at import time; entry points call `create_engine_from_url` with the URL
-from the settings and pass the engine (or a session factory) down.
+Every process talks to PostgreSQL at run time through psycopg, on connections it opens with
+`psycopg.connect(libpq_url(url))` and passes down; SQL lives in the module of its domain.
+SQLAlchemy is the schema of record only: `core.models` describes every table, Alembic
+(`core.migrate`) creates them over an engine from `create_engine_from_url`, and tests compare
+the two. Nothing connects at import time.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DatabaseAuthError, ServiceUnreachable
 
@@ -44,18 +46,13 @@ def redacted(url: str) -> str:
 
 
 def create_engine_from_url(url: str, *, pool_size: int = 5) -> Engine:
-    """A SQLAlchemy engine over psycopg 3 for `url`; connects lazily."""
+    """A SQLAlchemy engine over psycopg 3 for `url`, for the migrations; connects lazily."""
     return sa.create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         pool_pre_ping=True,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
     )
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that never commit on their own: the caller owns the transaction."""
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 
 
 @contextmanager

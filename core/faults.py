@@ -1,7 +1,11 @@
-"""The fault taxonomy of SPEC §4: every alert type, its severity and its default thresholds.
+"""The fault taxonomy of SPEC §4: every alert type, its severity, what it is judged from, and
+the default thresholds.
 
-Chinese terms are those used by GB/T 24476 monitoring platforms. Thresholds resolve in
-three layers: these global defaults, a site's overrides, then an elevator's overrides.
+Chinese terms are those used by GB/T 24476 monitoring platforms. Each type is judged from one
+source: an elevator's telemetry samples (one rule each in `alerts.rules`), its device events,
+its status messages and silence, or the maintenance records (a periodic sweep); the detectors
+take their sets of types from here. Thresholds resolve in three layers: these global
+defaults, a site's overrides, then an elevator's overrides.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ class Severity(StrEnum):
     INFO = "info"
 
 
+# What a fault is judged from: telemetry samples, device events (`alarm_button`,
+# `fault_code`), status messages and silence, or the maintenance records.
+FaultSource = Literal["telemetry", "event", "status", "records"]
+
+
 @dataclass(frozen=True, slots=True)
 class FaultType:
     """One row of the taxonomy."""
@@ -29,6 +38,7 @@ class FaultType:
     severity: Severity
     term_zh: str
     rule: str
+    source: FaultSource = "telemetry"
 
 
 _C, _MJ, _MN, _I = Severity.CRITICAL, Severity.MAJOR, Severity.MINOR, Severity.INFO
@@ -48,16 +58,16 @@ FAULT_TYPES: Final[tuple[FaultType, ...]] = (
     FaultType("door_open_failure", _MJ, "开门故障", "door stuck opening"),
     FaultType("door_close_failure", _MJ, "关门故障", "door stuck closing or reopening"),
     FaultType("power_failure", _MJ, "停电", "power not mains"),
-    FaultType("offline", _MJ, "离线", "Last Will or silence"),
-    FaultType("alarm_button", _C, "报警按钮", "alarm button pressed"),
+    FaultType("offline", _MJ, "离线", "Last Will or silence", "status"),
+    FaultType("alarm_button", _C, "报警按钮", "alarm button pressed", "event"),
     # Severity comes from the controller's fault code.
-    FaultType("controller_fault", _MJ, "控制器故障", "fault_code event"),
+    FaultType("controller_fault", _MJ, "控制器故障", "fault_code event", "event"),
     FaultType("abnormal_vibration", _MN, "异常振动", "vibration above limit"),
     # minor at 85 °C, major at 110 °C.
     FaultType("motor_overheat", _MN, "电机过热", "motor temperature"),
     FaultType("brake_overheat", _MN, "制动器过热", "brake temperature"),
     FaultType("levelling_error", _MN, "平层误差", "levelling beyond tolerance"),
-    FaultType("maintenance_overdue", _MN, "维保超期", "no maintenance for 15 days"),
+    FaultType("maintenance_overdue", _MN, "维保超期", "no maintenance for 15 days", "records"),
     FaultType("clock_skew", _I, "时钟偏差", "device clock off by more than 5 min"),
 )
 
@@ -72,6 +82,12 @@ FaultName = Literal[
 ]  # fmt: skip
 
 FAULTS_BY_NAME: Final[Mapping[str, FaultType]] = {fault.name: fault for fault in FAULT_TYPES}
+
+
+def fault_names(*sources: FaultSource) -> frozenset[str]:
+    """The names of the fault types judged from any of `sources`."""
+    return frozenset(fault.name for fault in FAULT_TYPES if fault.source in sources)
+
 
 DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = {
     "stopped_speed_mps": 0.05,

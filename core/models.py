@@ -23,7 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-UNRESOLVED_ALERT_STATUSES = ("open", "acknowledged", "on_site")
+from core.alerting import UNRESOLVED_STATUSES
+
+UNRESOLVED_ALERT_STATUSES: tuple[str, ...] = tuple(UNRESOLVED_STATUSES)
 
 
 class Base(DeclarativeBase):

@@ -18,15 +18,15 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from core.errors import RegistryError
 from core.faults import threshold_out_of_range, unknown_threshold_names
-from core.models import Elevator, Site
 from core.protocol import is_valid_id
 
 REQUIRED_COLUMNS = (
@@ -70,6 +70,21 @@ class ImportResult:
 
     sites: int
     elevators: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredElevator:
+    """An elevator's registry facts, as the simulator needs them."""
+
+    id: str
+    site_id: str
+    lowest_floor: int
+    highest_floor: int
+    floor_height_m: float
+    rated_speed_mps: float
+    rated_load_kg: float
+    acceleration_mps2: float
+    jerk_mps3: float
 
 
 @dataclass(slots=True)
@@ -190,12 +205,17 @@ def parse_registry(lines: Iterable[str], *, source: str) -> ParsedRegistry:
     return parsed
 
 
-def import_registry(path: Path, *, db_session: Session) -> ImportResult:
-    """Create or update the sites and elevators listed in a registry CSV.
+# The columns a parsed row gives, and each of them but `id` updated on a repeat.
+_UPSERT_ELEVATOR: Final = sql.SQL(
+    "INSERT INTO elevators ({columns}) VALUES ({values}) "
+    "ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()"
+)
 
-    The caller commits.
-    """
-    return upsert_registry(read_registry(path), db_session=db_session)
+
+def import_registry(conn: psycopg.Connection[Any], path: Path) -> ImportResult:
+    """Create or update the sites and elevators listed in a registry CSV, in the caller's
+    transaction."""
+    return upsert_registry(conn, read_registry(path))
 
 
 def read_registry(path: Path) -> ParsedRegistry:
@@ -207,39 +227,42 @@ def read_registry(path: Path) -> ParsedRegistry:
         raise RegistryError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def upsert_registry(parsed: ParsedRegistry, *, db_session: Session) -> ImportResult:
-    """Create or update parsed sites and elevators. The caller commits."""
+def upsert_registry(conn: psycopg.Connection[Any], parsed: ParsedRegistry) -> ImportResult:
+    """Create or update parsed sites and elevators, in the caller's transaction."""
     site_rows = list(parsed.sites.values())
-    site_stmt = insert(Site).values(site_rows)
-    db_session.execute(
-        site_stmt.on_conflict_do_update(
-            index_elements=[Site.id],
-            set_={"name": site_stmt.excluded.name, "district": site_stmt.excluded.district},
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO sites (id, name, district) VALUES (%(id)s, %(name)s, %(district)s) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, district = excluded.district",
+            site_rows,
         )
-    )
-    for elevator in parsed.elevators:
-        stmt = insert(Elevator).values(elevator)
-        updates: dict[str, Any] = {key: stmt.excluded[key] for key in elevator if key != "id"}
-        updates["updated_at"] = sa.func.now()
-        db_session.execute(stmt.on_conflict_do_update(index_elements=[Elevator.id], set_=updates))
+        for elevator in parsed.elevators:
+            # Only the columns the row gives: an empty optional one keeps the column default.
+            updated = [sql.Identifier(name) for name in elevator if name != "id"]
+            cur.execute(
+                _UPSERT_ELEVATOR.format(
+                    columns=sql.SQL(", ").join(map(sql.Identifier, elevator)),
+                    values=sql.SQL(", ").join(sql.Placeholder() * len(elevator)),
+                    updates=sql.SQL(", ").join(
+                        sql.SQL("{0} = excluded.{0}").format(name) for name in updated
+                    ),
+                ),
+                [Jsonb(value) if name == "thresholds" else value
+                 for name, value in elevator.items()],
+            )  # fmt: skip
     return ImportResult(sites=len(site_rows), elevators=len(parsed.elevators))
 
 
-def elevator_topics(*, db_session: Session) -> list[tuple[str, str]]:
-    """(site, elevator) of every active elevator, for broker accounts and ACLs."""
-    rows = db_session.execute(
-        sa.select(Elevator.site_id, Elevator.id).where(Elevator.active).order_by(Elevator.id)
-    )
+def elevator_topics(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """(site, elevator) of every active elevator, by elevator, for broker accounts and ACLs."""
+    rows = conn.execute("SELECT site_id, id FROM elevators WHERE active ORDER BY id").fetchall()
     return [(site, elevator) for site, elevator in rows]
 
 
-def active_elevators(*, db_session: Session) -> list[Elevator]:
+def active_elevators(conn: psycopg.Connection[Any]) -> list[RegisteredElevator]:
     """Every active elevator, by id."""
-    return list(
-        db_session.scalars(sa.select(Elevator).where(Elevator.active).order_by(Elevator.id))
-    )
-
-
-def get_elevator(elevator_id: str, *, db_session: Session) -> Elevator | None:
-    """One elevator by id."""
-    return db_session.get(Elevator, elevator_id)
+    with conn.cursor(row_factory=class_row(RegisteredElevator)) as cur:
+        return cur.execute(
+            "SELECT id, site_id, lowest_floor, highest_floor, floor_height_m, rated_speed_mps, "
+            "rated_load_kg, acceleration_mps2, jerk_mps3 FROM elevators WHERE active ORDER BY id"
+        ).fetchall()

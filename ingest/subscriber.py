@@ -117,7 +117,8 @@ class CollectorSubscriber:
         # only, not again on every reconnect of the persistent session, where a stale `online`
         # would clear an elevator that has fallen silent.
         options = SubscribeOptions(qos=1, retainHandling=1)
-        client.subscribe([(f, options) for f in self._filters])
+        if self._filters:  # a partition that holds no site yet has nothing to subscribe to
+            client.subscribe([(f, options) for f in self._filters])
         if self._on_connection_change is not None:
             self._on_connection_change(True)
 

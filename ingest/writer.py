@@ -1,10 +1,10 @@
 """The batch writer: one transaction per batch, telemetry by binary COPY, idempotent.
 
-Telemetry is COPYed straight into the hypertable inside a savepoint. A redelivered sample
-collides with the unique index `(elevator_id, time, boot, seq)` and aborts that COPY; only then
-is the same batch written again through a temporary table with `INSERT … ON CONFLICT DO
-NOTHING`, so duplicates never become rows and the common case runs at full COPY speed
-(docs/database.md). Events, dead letters and live status ride in the same transaction.
+Samples, events, dead letters and live status of a batch are written in one transaction
+(`ingest.rows` writes each kind; a redelivered message becomes no new row). When the database
+refuses a value that passed validation, the writer finds the message, dead-letters it and
+commits the rest; an unexpected error in a batch is contained to its message by writing the
+batch again one message at a time.
 
 When a detection engine is attached (`alerts.engine`), it runs inside the same transaction
 over exactly the samples and events that became new rows, so alerts commit with the telemetry
@@ -23,46 +23,13 @@ from functools import partial
 from typing import Any, Final, Protocol
 
 import psycopg
-from psycopg import errors
-from psycopg.types.json import Jsonb
 
 from core.messages import Event, Rejected, Sample, Status
+from ingest.rows import write_dead_letters, write_events, write_samples, write_status
 from ingest.validate import unprocessable
 
 log = logging.getLogger(__name__)
 
-TELEMETRY_COLUMNS: Final = (
-    "time", "received_at", "elevator_id", "boot", "seq", "floor", "pos_m", "speed_mps", "dir",
-    "door", "door_zone", "door_lock", "safety_chain", "power", "load_kg", "occupied", "mode",
-    "vib_mg", "motor_c", "brake_c", "level_mm", "extra",
-)  # fmt: skip
-TELEMETRY_TYPES: Final = (
-    "timestamptz", "timestamptz", "text", "text", "int8", "int2", "float4", "float4", "text",
-    "text", "bool", "bool", "bool", "text", "float4", "bool", "text",
-    "float4", "float4", "float4", "float4", "jsonb",
-)  # fmt: skip
-_COLUMNS_SQL: Final = ", ".join(TELEMETRY_COLUMNS)
-_COPY_TELEMETRY: Final = f"COPY telemetry ({_COLUMNS_SQL}) FROM STDIN (FORMAT BINARY)"
-_COPY_STAGING: Final = f"COPY telemetry_staging ({_COLUMNS_SQL}) FROM STDIN (FORMAT BINARY)"
-_STAGING_TABLE: Final = (
-    "CREATE TEMP TABLE IF NOT EXISTS telemetry_staging "
-    "(LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-)
-_MERGE_STAGING: Final = (
-    f"INSERT INTO telemetry ({_COLUMNS_SQL}) SELECT {_COLUMNS_SQL} FROM telemetry_staging "  # noqa: S608
-    "ON CONFLICT DO NOTHING RETURNING elevator_id, boot, seq"
-)
-_INSERT_EVENTS: Final = """
-INSERT INTO device_events (elevator_id, boot, seq, time, received_at, type, body)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[], %s::timestamptz[], %s::timestamptz[],
-                     %s::text[], %s::jsonb[])
-ON CONFLICT (elevator_id, boot, seq) DO NOTHING RETURNING elevator_id, boot, seq
-"""
-_INSERT_DEAD_LETTER: Final = (
-    "INSERT INTO dead_letters "
-    "(received_at, topic, payload, reason, detail, elevator_id, payload_size, payload_sha256) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-)
 PURGE_CHUNK: Final = 10_000
 _PURGE_DEAD_LETTERS: Final = f"""
 DELETE FROM dead_letters WHERE id IN (
@@ -70,24 +37,6 @@ DELETE FROM dead_letters WHERE id IN (
     LIMIT {PURGE_CHUNK}
 )
 """  # noqa: S608 - a constant
-# Live status never moves backwards: an older sample (a redelivery) does not overwrite it.
-_UPSERT_SEEN: Final = """
-INSERT INTO elevator_status (elevator_id, last_seen, floor, mode, boot, last_seq)
-SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int2[], %s::text[], %s::text[],
-                     %s::int8[])
-ON CONFLICT (elevator_id) DO UPDATE SET
-    last_seen = excluded.last_seen, floor = excluded.floor, mode = excluded.mode,
-    boot = excluded.boot, last_seq = excluded.last_seq
-WHERE elevator_status.last_seen IS NULL OR elevator_status.last_seen <= excluded.last_seen
-"""
-_UPSERT_ONLINE: Final = """
-INSERT INTO elevator_status (elevator_id, online, online_changed_at)
-VALUES (%s, %s, %s)
-ON CONFLICT (elevator_id) DO UPDATE SET
-    online = excluded.online, online_changed_at = excluded.online_changed_at
-WHERE elevator_status.online_changed_at IS NULL
-   OR elevator_status.online_changed_at <= excluded.online_changed_at
-"""
 
 
 class DatabaseUnavailable(Exception):  # noqa: N818 - reads as a state
@@ -139,22 +88,6 @@ class WriteResult:
     events_inserted: int
     dead_letters: Sequence[Rejected]  # including values the database itself refused
     alert_events: int = 0
-
-
-def _row(sample: Sample) -> tuple[Any, ...]:
-    d = sample.data
-    return (
-        sample.time, sample.received_at, sample.elevator, d.boot, d.seq, d.floor, d.pos_m,
-        d.speed_mps, d.dir, d.door, d.door_zone, d.door_lock, d.safety_chain, d.power,
-        d.load_kg, d.occupied, d.mode, d.vib_mg, d.motor_c, d.brake_c, d.level_mm,
-        Jsonb(sample.extra) if sample.extra is not None else None,
-    )  # fmt: skip
-
-
-def _text(value: str) -> str:
-    """`value` as PostgreSQL text can hold it: no NUL and no lone surrogate (an error message
-    may quote part of a payload)."""
-    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\0")
 
 
 def _lost(conn: psycopg.Connection[Any]) -> bool:
@@ -349,10 +282,10 @@ class BatchWriter:
             # A repeat inside the batch fails the COPY like any redelivery and is absorbed by
             # the fallback's ON CONFLICT DO NOTHING.
             samples = batch.samples
-            new_samples = self._write_samples(conn, samples)
-            new_events = self._write_events(conn, batch.events)
-            self._write_dead_letters(conn, batch.rejected)
-            self._write_status(conn, samples, batch.statuses)
+            new_samples = write_samples(conn, samples)
+            new_events = write_events(conn, batch.events)
+            write_dead_letters(conn, batch.rejected)
+            write_status(conn, samples, batch.statuses)
             alert_events: Sequence[object] = ()
             dead_letters: Sequence[Rejected] = batch.rejected
             if detection is not None:
@@ -370,7 +303,7 @@ class BatchWriter:
                     for item, exc in detection.take_failures()
                 ]  # fmt: skip
                 if failed:
-                    self._write_dead_letters(conn, failed)
+                    write_dead_letters(conn, failed)
                     dead_letters = [*batch.rejected, *failed]
         return WriteResult(
             samples_inserted=len(new_samples),
@@ -385,13 +318,13 @@ class BatchWriter:
         kept = Batch(statuses=batch.statuses, rejected=list(batch.rejected))
         with conn.transaction(force_rollback=True):
             for sample in batch.samples:
-                problem = self._refusal(conn, partial(self._write_samples, conn, [sample]))
+                problem = self._refusal(conn, partial(write_samples, conn, [sample]))
                 if problem is None:
                     kept.samples.append(sample)
                 else:
                     kept.rejected.append(_refused(sample, problem))
             for event in batch.events:
-                problem = self._refusal(conn, partial(self._write_events, conn, [event]))
+                problem = self._refusal(conn, partial(write_events, conn, [event]))
                 if problem is None:
                     kept.events.append(event)
                 else:
@@ -408,111 +341,3 @@ class BatchWriter:
         except psycopg.Error as exc:
             return _first_line(exc)
         return None
-
-    def _write_samples(
-        self, conn: psycopg.Connection[Any], samples: Sequence[Sample]
-    ) -> Sequence[Sample]:
-        """Store `samples`; returns those that became new rows (not redeliveries)."""
-        if not samples:
-            return ()
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                self._copy(cur, _COPY_TELEMETRY, samples)
-            return samples
-        except errors.UniqueViolation:
-            pass
-        with conn.cursor() as cur:
-            cur.execute(_STAGING_TABLE)
-            self._copy(cur, _COPY_STAGING, samples)
-            cur.execute(_MERGE_STAGING)
-            inserted = set(cur.fetchall())
-            cur.execute("TRUNCATE telemetry_staging")
-        new: list[Sample] = []
-        for sample in samples:
-            key = (sample.elevator, sample.data.boot, sample.data.seq)
-            if key in inserted:
-                inserted.discard(key)  # a repeat inside the batch counts once
-                new.append(sample)
-        return new
-
-    @staticmethod
-    def _copy(cur: psycopg.Cursor[Any], statement: str, samples: Sequence[Sample]) -> None:
-        with cur.copy(statement) as copy:
-            copy.set_types(list(TELEMETRY_TYPES))
-            for sample in samples:
-                copy.write_row(_row(sample))
-
-    @staticmethod
-    def _write_events(conn: psycopg.Connection[Any], events: Sequence[Event]) -> Sequence[Event]:
-        """Store `events`; returns those that became new rows (not redeliveries)."""
-        if not events:
-            return ()
-        with conn.cursor() as cur:
-            cur.execute(
-                _INSERT_EVENTS,
-                (
-                    [e.elevator for e in events],
-                    [e.boot for e in events],
-                    [e.seq for e in events],
-                    [e.time for e in events],
-                    [e.received_at for e in events],
-                    [e.type for e in events],
-                    [Jsonb(e.body) for e in events],
-                ),
-            )
-            inserted = set(cur.fetchall())
-        new: list[Event] = []
-        for event in events:
-            key = (event.elevator, event.boot, event.seq)
-            if key in inserted:
-                inserted.discard(key)
-                new.append(event)
-        return new
-
-    @staticmethod
-    def _write_dead_letters(conn: psycopg.Connection[Any], rejected: Sequence[Rejected]) -> None:
-        if not rejected:
-            return
-        with conn.cursor() as cur:
-            cur.executemany(
-                _INSERT_DEAD_LETTER,
-                [
-                    (
-                        r.received_at,
-                        _text(r.topic),
-                        r.payload,
-                        r.reason,
-                        _text(r.detail),
-                        r.elevator,
-                        r.size,
-                        r.sha256,
-                    )
-                    for r in rejected
-                ],
-            )
-
-    @staticmethod
-    def _write_status(
-        conn: psycopg.Connection[Any], samples: Sequence[Sample], statuses: Sequence[Status]
-    ) -> None:
-        # Samples arrive in order per elevator, so the last one seen is the latest.
-        latest = {sample.elevator: sample for sample in samples}
-        with conn.cursor() as cur:
-            if latest:
-                rows = list(latest.values())
-                cur.execute(
-                    _UPSERT_SEEN,
-                    (
-                        [s.elevator for s in rows],
-                        [s.received_at for s in rows],
-                        [s.data.floor for s in rows],
-                        [s.data.mode for s in rows],
-                        [s.data.boot for s in rows],
-                        [s.data.seq for s in rows],
-                    ),
-                )
-            if statuses:
-                cur.executemany(
-                    _UPSERT_ONLINE,
-                    [(s.elevator, s.online, s.received_at) for s in statuses],
-                )

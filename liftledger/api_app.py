@@ -7,12 +7,15 @@ registry commands do; an external broker's accounts are its operator's (docs/sec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI
 
 from api.app import create_app
 from api.context import RegistryHook
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from liftledger import stack
+from liftledger.ledger_sources import LEDGER_SOURCES
 
 
 def broker_account_hook(settings: Settings) -> RegistryHook | None:
@@ -26,7 +29,21 @@ def broker_account_hook(settings: Settings) -> RegistryHook | None:
     return sync
 
 
-def app_from_environment() -> FastAPI:
-    """The uvicorn factory of `liftledger api`: settings from the environment."""
-    settings = load_settings()
-    return create_app(settings, on_registry_change=broker_account_hook(settings))
+@dataclass(frozen=True, slots=True)
+class ApiFactory:
+    """The uvicorn factory of `liftledger api`: the application for these settings.
+
+    It is pickled into every worker process with uvicorn's configuration, so each worker
+    serves the settings the command resolved (the same database, secrets and broker), not
+    whatever its environment would say.
+    """
+
+    settings: Settings
+
+    def __call__(self) -> FastAPI:
+        """A new application (one per worker)."""
+        return create_app(
+            self.settings,
+            ledger_sources=LEDGER_SOURCES,
+            on_registry_change=broker_account_hook(self.settings),
+        )

@@ -30,9 +30,11 @@ import psycopg
 
 from accounts.tokens import issue_token
 from accounts.users import create_user, get_user
+from core.alerting import UNRESOLVED_STATUSES
 from core.credentials import ALERT_READER_USERNAME, service_credentials
-from core.db import create_engine_from_url, libpq_url, redacted, session_factory
+from core.db import create_engine_from_url, libpq_url, redacted
 from core.errors import StackError
+from core.faults import Severity
 from core.migrate import upgrade
 from core.registry import SAMPLE_REGISTRY, elevator_topics, import_registry
 from core.settings import Settings, development_key
@@ -110,12 +112,12 @@ def prepare(settings: Settings, say: Say) -> None:
     engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
     try:
         upgrade(engine, telemetry_chunk_hours=settings.telemetry_chunk_hours)
-        with session_factory(engine)() as session:
-            result = import_registry(SAMPLE_REGISTRY, db_session=session)
-            session.commit()
-            topics = elevator_topics(db_session=session)
     finally:
         engine.dispose()
+    with psycopg.connect(libpq_url(settings.resolved_database_url())) as conn:
+        result = import_registry(conn, SAMPLE_REGISTRY)
+        conn.commit()
+        topics = elevator_topics(conn)
     stack.sync_broker_auth(settings, topics)
     say(f"registry: {result.elevators} elevators in {result.sites} sites (sample sub-district)")
     _ensure_contract(settings, say)
@@ -136,7 +138,7 @@ def _ensure_contract(settings: Settings, say: Say) -> None:
     from eth_account import Account  # noqa: PLC0415
 
     from ledger.chain import ChainClient  # noqa: PLC0415
-    from ledger.deploy import ADMIN_KEY_NAME, deploy_contract  # noqa: PLC0415
+    from ledger.deploy import ADMIN_KEY_NAME, contract_chain, deploy_contract  # noqa: PLC0415
     from ledger.pin import pinned_contract, write_pin  # noqa: PLC0415
 
     chain = ChainClient(settings.resolved_chain_url())
@@ -148,7 +150,7 @@ def _ensure_contract(settings: Settings, say: Say) -> None:
             ours = conn.execute(
                 "SELECT 1 FROM contract_deployments WHERE lower(address) = lower(%s)", (pinned,)
             ).fetchone()
-            recorded = ChainClient(chain.url, contract_address=pinned)
+            recorded = contract_chain(chain.url, address=pinned)
             if ours is not None and recorded.code_matches_artifact():
                 say(f"anchor contract: {pinned}")
                 return
@@ -183,10 +185,11 @@ def status_line(conn: psycopg.Connection[Any], chain_size: int) -> str:
     row = conn.execute(
         "SELECT (SELECT count(*) FROM telemetry WHERE received_at > now() - interval '1 day')"
         " + (SELECT count(*) FROM device_events WHERE received_at > now() - interval '1 day'),"
-        " (SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged', 'on_site')),"
-        " (SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged', 'on_site')"
-        "   AND severity = 'critical'),"
-        " (SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries)"
+        " (SELECT count(*) FROM alerts WHERE status = ANY(%(unresolved)s)),"
+        " (SELECT count(*) FROM alerts WHERE status = ANY(%(unresolved)s)"
+        "   AND severity = %(critical)s),"
+        " (SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries)",
+        {"unresolved": list(UNRESOLVED_STATUSES), "critical": Severity.CRITICAL},
     ).fetchone()
     ingested, open_alerts, critical, entries = row if row else (0, 0, 0, 0)
     return (
@@ -238,7 +241,7 @@ def _wait_for_api(settings: Settings, services: list[Child]) -> None:
 def run_demo(settings: Settings, options: DemoOptions, *, say: Say) -> int:
     """Run the demo until Ctrl-C (or `run_for_s`); returns the exit status."""
     prepare(settings, say)
-    from ledger.chain import ChainClient  # noqa: PLC0415
+    from ledger.deploy import contract_chain  # noqa: PLC0415
     from ledger.pin import pinned_contract  # noqa: PLC0415
 
     stop = threading.Event()
@@ -256,7 +259,7 @@ def run_demo(settings: Settings, options: DemoOptions, *, say: Say) -> int:
             pinned = pinned_contract(settings, settings.resolved_database_url())
             if pinned is None:
                 raise StackError("the anchor contract's pin disappeared from the data folder")
-            chain = ChainClient(settings.resolved_chain_url(), contract_address=pinned)
+            chain = contract_chain(settings.resolved_chain_url(), address=pinned)
             while not stop.wait(STATUS_EVERY_S):
                 dead = [c for c in services if c.exited() is not None]
                 if dead:

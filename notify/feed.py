@@ -17,30 +17,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
 
+from alerts.entries import alert_event_notice
 from core.faults import SEVERITY_RANK, Severity
-from core.protocol import ID_PATTERN
 from core.stored_json import decode_object, report_unreadable
 
 log = logging.getLogger(__name__)
 
 FEED_READER: Final = "alert_feed"
-MAX_SEQ: Final = 2**63 - 1  # bigint
-# What each key of a notice must look like before any channel uses it: ids become MQTT topic
-# levels, the event becomes an HTTP header, so nothing outside these patterns gets through.
-_NOTICE_KEYS: Final = {
-    "site": re.compile(rf"{ID_PATTERN}"),
-    "elevator": re.compile(rf"{ID_PATTERN}"),
-    "event": re.compile(r"[a-z_]{1,64}"),
-    "type": re.compile(r"[a-z_]{1,64}"),
-    "severity": re.compile(r"[a-z]{1,16}"),
-}
 _READ_NOTICES: Final = (
     "SELECT seq, canonical FROM ledger_entries WHERE kind = 'alert_event' AND seq > %s "
     "ORDER BY seq LIMIT %s"
@@ -116,21 +105,13 @@ class NoticeBatch(list[AlertNotice]):
 
 
 def notice_of(seq: int, canonical: bytes) -> AlertNotice:
-    """The notice of a stored alert-event entry; `ValueError` when it cannot be one."""
+    """The notice of a stored alert-event entry (`alerts.entries.alert_event_notice`);
+    `ValueError` when it cannot be one."""
     body = decode_object(canonical)
-    for key, pattern in _NOTICE_KEYS.items():
-        value = body.get(key)
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise ValueError(f"entry {seq} is not an alert event: bad or missing {key}")
-    if body["severity"] not in set(Severity):
-        raise ValueError(f"entry {seq} has an unknown severity")
-    event_id = body.get("alert_event_id")
-    if event_id is not None and (
-        type(event_id) is not int or not 0 < event_id <= MAX_SEQ  # bool is not an id
-    ):
-        raise ValueError(f"entry {seq} is not an alert event: bad alert_event_id")
-    body.pop("salt", None)
-    return AlertNotice(seq, body)
+    try:
+        return AlertNotice(seq, alert_event_notice(body))
+    except ValueError as exc:
+        raise ValueError(f"entry {seq} {exc}") from exc
 
 
 def read_notices(

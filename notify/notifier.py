@@ -9,7 +9,9 @@ One loop, woken by `NOTIFY liftledger_ledger` (or every `poll_s`):
 4. every `maintenance_interval_s`, sweep for overdue maintenance.
 
 Webhook HTTP calls run on a second thread with its own connection, so a slow endpoint never
-delays the MQTT channel. Cursors are ledger seqs, committed only after the channel has the
+delays the MQTT channel; each POST runs outside any transaction (`notify.webhooks`), and the
+thread checks for stop between deliveries, so `run` returns within about one request timeout
+of `stop`, with its thread ended. Cursors are ledger seqs, committed only after the channel has the
 notices, so a crash re-sends at most the last batch (at-least-once; receivers deduplicate by
 `alert_event_id`). The loop survives the database and the broker being away.
 
@@ -27,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import psycopg
 
@@ -38,6 +40,9 @@ from notify.feed import AlertNotice, read_notices
 from notify.webhooks import active_subscriptions, deliver_due, enqueue
 
 log = logging.getLogger(__name__)
+
+# A POST in flight ends within its request timeout; this bounds the wait for the sender.
+STOP_TIMEOUT_S: Final = 30.0
 
 
 class NoticePublisher(Protocol):
@@ -107,6 +112,15 @@ class Notifier:
             target=self._run_webhooks, args=(stop,), name="webhooks", daemon=True
         )
         webhooks.start()
+        try:
+            self._run_until(stop)
+        finally:
+            stop.set()  # an error escaping the loop ends the webhook sender too
+            webhooks.join(STOP_TIMEOUT_S)
+            if webhooks.is_alive():
+                log.error("the webhook sender did not stop within %.0f s", STOP_TIMEOUT_S)
+
+    def _run_until(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 self._run_connected(stop)
@@ -116,7 +130,6 @@ class Notifier:
             except Exception:  # a bug must not stop alerts for everyone: log, wait, go on
                 log.exception("notifier round failed; retrying")
                 stop.wait(self._config.retry_s)
-        webhooks.join(timeout=10)
 
     def _run_connected(self, stop: threading.Event) -> None:
         config = self._config
@@ -174,7 +187,7 @@ class Notifier:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     while not stop.is_set():
-                        if deliver_due(conn) == 0:
+                        if deliver_due(conn, stop=stop) == 0:
                             stop.wait(self._config.webhook_interval_s)
             except psycopg.OperationalError as exc:
                 log.warning("webhook sender lost the database (%s); retrying", exc)

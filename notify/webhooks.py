@@ -12,6 +12,8 @@ A delivery is an HTTP POST of the notice JSON with:
 
 A 2xx answer marks it delivered; anything else (or no answer) is retried with exponential
 back-off plus jitter, up to `MAX_ATTEMPTS`, then marked failed with the last status and error.
+No POST runs inside a database transaction: a delivery is claimed and leased in one short
+transaction and its outcome recorded in another, so a slow endpoint holds no row lock.
 
 Stored rows are read as possibly hostile: a notice whose alert event does not exist is not
 enqueued, and a delivery whose ledger entry is unreadable is marked failed at once (retrying
@@ -26,6 +28,7 @@ import hmac
 import logging
 import random
 import secrets
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from core.errors import LiftLedgerError
@@ -48,7 +52,24 @@ MAX_ATTEMPTS: Final = 10
 BACKOFF_BASE_S: Final = 2.0
 BACKOFF_MAX_S: Final = 600.0
 REQUEST_TIMEOUT_S: Final = 5.0
+# How long a claimed delivery is withheld from other notifiers while its POST runs; far
+# beyond `REQUEST_TIMEOUT_S`, so only a notifier that died mid-POST lets it lapse.
+LEASE_S: Final = 60.0
 USER_AGENT: Final = "LiftLedger-Webhook/1"
+
+
+_DUE: Final = (
+    "SELECT d.id, d.attempts, d.ledger_seq, d.alert_event_id, s.url, s.secret, e.canonical "
+    "FROM webhook_deliveries d "
+    "JOIN webhook_subscriptions s ON s.id = d.subscription_id "
+    "JOIN ledger_entries e ON e.seq = d.ledger_seq "
+    "WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.active "
+    "ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
+)
+_LEASE: Final = (
+    "UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => %s) "
+    "WHERE id = %s"
+)
 
 
 class WebhookError(LiftLedgerError):
@@ -224,36 +245,46 @@ def deliver_due(
     send: Sender = post,
     limit: int = 100,
     clock: Callable[[], float] = time.time,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Attempt every delivery that is due; returns how many were attempted.
+    """Attempt every delivery that is due, one at a time, until `stop` is set; returns how
+    many were attempted. `conn` must not be inside a transaction.
 
-    Rows are claimed with `FOR UPDATE SKIP LOCKED`, so two notifiers never send the same
-    delivery at the same time; each attempt's outcome is committed right after it.
+    Each delivery is claimed in a short transaction of its own: the row is taken with
+    `FOR UPDATE SKIP LOCKED`, so two notifiers never claim the same one, and leased (not due
+    again for `LEASE_S`), then committed. The POST runs outside any transaction, holding no
+    lock, and its outcome is committed in another short transaction. A notifier that dies
+    mid-POST leaves the lease to expire and the delivery is attempted again (at-least-once).
     """
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RuntimeError("webhook deliveries are sent outside any transaction")
     attempted = 0
-    while attempted < limit:
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(
-                "SELECT d.id, d.attempts, d.ledger_seq, d.alert_event_id, s.url, s.secret, "
-                "       e.canonical "
-                "FROM webhook_deliveries d "
-                "JOIN webhook_subscriptions s ON s.id = d.subscription_id "
-                "JOIN ledger_entries e ON e.seq = d.ledger_seq "
-                "WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.active "
-                "ORDER BY d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
-            ).fetchone()
-            if row is None:
-                return attempted
-            try:
-                notice = notice_of(row["ledger_seq"], bytes(row["canonical"]))
-            except Exception as exc:  # retrying cannot mend a stored entry: fail it now
-                report_unreadable("webhooks", row["ledger_seq"], exc)
-                outcome = DeliveryOutcome(False, None, bounded(f"unreadable ledger entry: {exc}"))
-                _record(cur, row["id"], MAX_ATTEMPTS, outcome)
-            else:
-                _record(cur, row["id"], row["attempts"] + 1, _attempt(row, notice, send, clock))
+    while attempted < limit and not (stop is not None and stop.is_set()):
+        row = _claim(conn)
+        if row is None:
+            return attempted
+        try:
+            notice = notice_of(row["ledger_seq"], bytes(row["canonical"]))
+        except Exception as exc:  # retrying cannot mend a stored entry: fail it now
+            report_unreadable("webhooks", row["ledger_seq"], exc)
+            outcome = DeliveryOutcome(False, None, bounded(f"unreadable ledger entry: {exc}"))
+            attempts = MAX_ATTEMPTS
+        else:
+            outcome = _attempt(row, notice, send, clock)
+            attempts = row["attempts"] + 1
+        with conn.transaction(), conn.cursor() as cur:
+            _record(cur, row["id"], attempts, outcome)
         attempted += 1
     return attempted
+
+
+def _claim(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """Take the next due delivery and lease it, in one committed transaction."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_DUE).fetchone()
+        if row is not None:
+            cur.execute(_LEASE, (LEASE_S, row["id"]))
+    return row
 
 
 def _attempt(
@@ -289,10 +320,12 @@ def _record(
         )
         return
     status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
+    # Only a pending row: a failure never undoes what another notifier recorded after this
+    # one's lease ran out.
     retry_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=backoff_s(attempts))
     cur.execute(
         "UPDATE webhook_deliveries SET status = %s, attempts = %s, next_attempt_at = %s, "
-        "last_status_code = %s, last_error = %s WHERE id = %s",
+        "last_status_code = %s, last_error = %s WHERE id = %s AND status = 'pending'",
         (status, attempts, retry_at, outcome.status_code, outcome.error, delivery_id),
     )
     if status == "failed":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import uvicorn
@@ -10,6 +9,7 @@ from uvicorn.supervisors import Multiprocess
 
 from api.http_protocol import DeadlineHttpToolsProtocol
 from core.settings import Settings
+from liftledger.api_app import ApiFactory
 
 
 class ApiServerConfig(uvicorn.Config):
@@ -36,14 +36,12 @@ def server_config(app: Any, settings: Settings, **kwargs: Any) -> ApiServerConfi
 
 
 def run_api(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
-    """Serve until SIGINT/SIGTERM; each worker builds the app from the same environment."""
+    """Serve until SIGINT/SIGTERM; each worker builds the app from these same settings
+    (`ApiFactory`, handed to the workers with the configuration)."""
     settings.secret("jwt_secret")  # fail now, with the fix in the message, not in a worker
-    if settings.database_url is None:
-        # Workers re-read settings from the environment: pin the database this process chose.
-        os.environ.setdefault("LIFTLEDGER_DATABASE_URL", settings.resolved_database_url())
     config = server_config(
-        "liftledger.api_app:app_from_environment", settings, factory=True, host=host, port=port,
-        workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+        ApiFactory(settings), settings, factory=True, host=host, port=port, workers=workers,
+        log_level="warning", access_log=False, timeout_graceful_shutdown=5,
     )  # fmt: skip
     # What `uvicorn.run` does, with this configuration.
     if config.workers > 1:

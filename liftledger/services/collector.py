@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
-import sqlalchemy as sa
+import psycopg
 from prometheus_client import start_http_server
 
 from alerts.engine import DetectionEngine
 from core.credentials import collector_username, service_credentials
-from core.db import create_engine_from_url, libpq_url, session_factory
+from core.db import CONNECT_TIMEOUT_S, libpq_url
 from core.db_roles import check_service_connection, service_settings
-from core.models import Elevator
+from core.registry import elevator_topics
 from core.settings import Settings
 from ingest.collector import (
     Collector,
@@ -33,6 +34,38 @@ def client_id(config: CollectorConfig) -> str:
     return collector_username(config.partition, config.partitions)
 
 
+class RegistryReader:
+    """Reads elevator → site over one connection of its own, kept between reads and opened
+    again when the database dropped it."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __call__(self) -> dict[str, str]:
+        """Every active elevator's site."""
+        try:
+            return self._read()
+        except psycopg.OperationalError:
+            if self._conn is None or not (self._conn.closed or self._conn.broken):
+                raise
+            self.close()  # the server closed it (a restart): one new connection, once
+            return self._read()
+
+    def _read(self) -> dict[str, str]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        return {elevator: site for site, elevator in elevator_topics(self._conn)}
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 def run_collector(
     settings: Settings,
     config: CollectorConfig,
@@ -41,65 +74,74 @@ def run_collector(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
 ) -> None:
-    """Run one collector until `stop` is set, connected as the collector's database role."""
+    """Run one collector until `stop` is set, connected as the collector's database role.
+
+    Every thread it starts (the metrics server's) is stopped before it returns.
+    """
     settings = service_settings(settings, "collector")
     check_service_connection(
         settings.resolved_database_url(), "collector", production=settings.env == "production",
         stop=stop,
     )  # fmt: skip
-    engine = create_engine_from_url(settings.resolved_database_url(), pool_size=1)
-    sessions = session_factory(engine)
-
-    def load_registry() -> dict[str, str]:
-        with sessions() as session:
-            rows = session.execute(sa.select(Elevator.id, Elevator.site_id).where(Elevator.active))
-            return {elevator: site for elevator, site in rows}
-
+    conninfo = libpq_url(settings.resolved_database_url())
     metrics = CollectorMetrics()
+    metrics_server = None
     if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
-    registry = RegistryCache(
-        load_registry,
-        refresh_s=config.registry_refresh_s,
-        unknown_refresh_s=config.unknown_refresh_s,
-    )
-    if not registry.load_first(stop):
-        return
-    detection = DetectionEngine(
-        owns_site=lambda site: in_partition(site, config.partition, config.partitions)
-    )
-
-    def on_connection_change(up: bool) -> None:
-        metrics.connected.set(1 if up else 0)
-        if up:
-            # Messages held by the broker while we were away arrive now; let them land
-            # before any elevator is judged silent.
-            detection.defer_silence(config.silence_grace_s)
-
-    mqtt_client_id = client_id(config)
-    creds = service_credentials(settings.secret("mqtt_secret"), mqtt_client_id)
-    subscriber = CollectorSubscriber(
-        mqtt_url=settings.resolved_mqtt_url(),
-        username=creds.username,
-        password=creds.password,
-        client_id=mqtt_client_id,
-        topic_filters=topic_filters(
-            set(registry.sites_by_elevator.values()), config.partition, config.partitions
-        ),
-        on_connection_change=on_connection_change,
-    )
-    writer = BatchWriter(libpq_url(settings.resolved_database_url()), detection=detection)
-    collector = Collector(sink=writer, registry=registry, metrics=metrics, config=config)
-    log.info(
-        "collector %s: %d elevators registered, broker %s",
-        mqtt_client_id,
-        len(registry.sites_by_elevator),
-        settings.resolved_mqtt_url(),
-    )
-    subscriber.start()
+        metrics_server = start_http_server(
+            metrics_port, addr=metrics_host, registry=metrics.registry
+        )
+    load_registry = RegistryReader(conninfo)
+    writer: BatchWriter | None = None
+    subscriber: CollectorSubscriber | None = None
     try:
+        registry = RegistryCache(
+            load_registry,
+            refresh_s=config.registry_refresh_s,
+            unknown_refresh_s=config.unknown_refresh_s,
+        )
+        if not registry.load_first(stop):
+            return
+        detection = DetectionEngine(
+            owns_site=lambda site: in_partition(site, config.partition, config.partitions)
+        )
+
+        def on_connection_change(up: bool) -> None:
+            metrics.connected.set(1 if up else 0)
+            if up:
+                # Messages held by the broker while we were away arrive now; let them land
+                # before any elevator is judged silent.
+                detection.defer_silence(config.silence_grace_s)
+
+        mqtt_client_id = client_id(config)
+        creds = service_credentials(settings.secret("mqtt_secret"), mqtt_client_id)
+        subscriber = CollectorSubscriber(
+            mqtt_url=settings.resolved_mqtt_url(),
+            username=creds.username,
+            password=creds.password,
+            client_id=mqtt_client_id,
+            topic_filters=topic_filters(
+                set(registry.sites_by_elevator.values()), config.partition, config.partitions
+            ),
+            on_connection_change=on_connection_change,
+        )
+        writer = BatchWriter(conninfo, detection=detection)
+        collector = Collector(sink=writer, registry=registry, metrics=metrics, config=config)
+        log.info(
+            "collector %s: %d elevators registered, broker %s",
+            mqtt_client_id,
+            len(registry.sites_by_elevator),
+            settings.resolved_mqtt_url(),
+        )
+        subscriber.start()
         collector.run(subscriber, stop)
     finally:
-        subscriber.stop()
-        writer.close()
-        engine.dispose()
+        if subscriber is not None:
+            subscriber.stop()
+        if writer is not None:
+            writer.close()
+        load_registry.close()
+        if metrics_server is not None:
+            server, thread = metrics_server
+            server.shutdown()
+            server.server_close()
+            thread.join()

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import pytest
 
 from alerts.detector import AlertSignal, ElevatorDetector
 from alerts.rules import ElevatorLimits, Reading
 from core.faults import Severity, resolve_thresholds
+from tests.factories import reading
 
 BASE = dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC)
 CRITICAL, MAJOR, MINOR, INFO = Severity.CRITICAL, Severity.MAJOR, Severity.MINOR, Severity.INFO
 
-HEALTHY = Reading(
-    t_s=0.0,
-    floor=1,
-    pos_m=0.0,
-    speed_mps=0.0,
-    door="closed",
-    door_zone=True,
-    door_lock=True,
-    safety_chain=True,
-    power="mains",
-    occupied=False,
-    mode="normal",
-)
 STUCK = {"occupied": True, "door_zone": False, "floor": 3, "pos_m": 7.4}
 
 Change = tuple[str, str, Severity]
@@ -37,11 +23,6 @@ Change = tuple[str, str, Severity]
 def at(t_s: float) -> dt.datetime:
     """Receive time `t_s` seconds after BASE."""
     return BASE + dt.timedelta(seconds=t_s)
-
-
-def reading(t_s: float, **changes: Any) -> Reading:
-    """A healthy idle car at floor 1 at device time `t_s`, with `changes` applied."""
-    return dataclasses.replace(HEALTHY, t_s=t_s, **changes)
 
 
 def detector(**overrides: float) -> ElevatorDetector:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from alerts.rules import (
     evaluate,
 )
 from core.faults import Severity, resolve_thresholds
+from tests.factories import reading
 
 # Floors 1..10, 3 m apart, so the top landing is 27 m above the bottom one.
 LIMITS = ElevatorLimits(
@@ -29,20 +29,6 @@ LIMITS = ElevatorLimits(
 )
 # One basement (B1 = -1, then 1: there is no floor 0), so -1..5 is six landings, top at 15 m.
 BASEMENT_LIMITS = dataclasses.replace(LIMITS, lowest_floor=-1, highest_floor=5)
-
-HEALTHY = Reading(
-    t_s=0.0,
-    floor=1,
-    pos_m=0.0,
-    speed_mps=0.0,
-    door="closed",
-    door_zone=True,
-    door_lock=True,
-    safety_chain=True,
-    power="mains",
-    occupied=False,
-    mode="normal",
-)
 
 COVERED_TYPES = {
     "trapped_between_floors",
@@ -64,11 +50,6 @@ COVERED_TYPES = {
     "levelling_error",
     "clock_skew",
 }
-
-
-def reading(t_s: float, **changes: Any) -> Reading:
-    """A healthy idle car at floor 1 at device time `t_s`, with `changes` applied."""
-    return dataclasses.replace(HEALTHY, t_s=t_s, **changes)
 
 
 def run(

@@ -120,8 +120,8 @@ def test_the_start_check_waits_for_an_unreachable_database_until_told_to_stop(
         port = sock.getsockname()[1]  # nothing listens on it
     url = f"postgresql://liftledger_collector:pw@127.0.0.1:{port}/liftledger"
     stop = threading.Event()
-    threading.Timer(0.5, stop.set).start()
     began = time.monotonic()
+    threading.Timer(0.5, stop.set).start()
     with caplog.at_level(logging.WARNING, logger="core.db_roles"):
         check_service_connection(url, "collector", production=True, stop=stop, retry_s=0.1)
     assert time.monotonic() - began >= 0.5

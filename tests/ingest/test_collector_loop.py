@@ -6,26 +6,19 @@ import datetime as dt
 import threading
 from collections.abc import Sequence
 
-import msgspec
-
 from core.protocol import topic_for
 from ingest.collector import Collector, CollectorConfig, RegistryCache, in_partition, topic_filters
 from ingest.metrics import CollectorMetrics
 from ingest.subscriber import ReceivedMessage
 from ingest.writer import PURGE_CHUNK, Batch, DatabaseUnavailable, WriteResult
+from tests.factories import sample_payload
 
 NOW = dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC)
 
 
 def _message(seq: int, elevator: str = "e1") -> ReceivedMessage:
-    body = {
-        "v": 1, "boot": "b", "seq": seq, "ts": "2026-11-28T09:29:59Z", "floor": 1,
-        "pos_m": 0.0, "speed_mps": 0.0, "dir": "idle", "door": "closed", "door_zone": True,
-        "door_lock": True, "safety_chain": True, "power": "mains", "load_kg": 0.0,
-        "occupied": False, "mode": "normal",
-    }  # fmt: skip
-    topic = topic_for("s1", elevator, "telemetry")
-    return ReceivedMessage(topic, msgspec.json.encode(body), seq, 1, NOW, 1)
+    payload = sample_payload(boot="b", seq=seq, ts="2026-11-28T09:29:59Z")
+    return ReceivedMessage(topic_for("s1", elevator, "telemetry"), payload, seq, 1, NOW, 1)
 
 
 class FakeSource:

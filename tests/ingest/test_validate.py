@@ -15,6 +15,7 @@ from core.protocol import topic_for
 from core.stored_json import depth_exceeds
 from ingest.validate import MAX_JSON_DEPTH, OVERSIZED_PREFIX_BYTES, validate
 from simulators.bad_input import bad_message
+from tests.factories import event_payload
 
 NOW = dt.datetime(2026, 11, 28, 9, 30, 5, tzinfo=dt.UTC)
 REGISTRY = {"e1": "s1"}
@@ -113,19 +114,14 @@ def test_message_on_a_wrong_topic_is_rejected(topic: str, reason: str) -> None:
 
 
 def test_event_keeps_its_type_specific_fields() -> None:
-    payload = msgspec.json.encode(
-        {"v": 1, "boot": "b", "seq": 7, "ts": "2026-11-28T09:30:00Z", "type": "fault_code",
-         "code": 5}
-    )  # fmt: skip
+    payload = event_payload("fault_code", boot="b", seq=7, ts="2026-11-28T09:30:00Z", code=5)
     outcome = _check(payload, topic_for("s1", "e1", "event"))
     assert isinstance(outcome, Event)
     assert (outcome.type, outcome.body, outcome.seq) == ("fault_code", {"code": 5}, 7)
 
 
 def test_unknown_event_type_is_rejected() -> None:
-    payload = msgspec.json.encode(
-        {"v": 1, "boot": "b", "seq": 7, "ts": "2026-11-28T09:30:00Z", "type": "party"}
-    )
+    payload = event_payload("party", boot="b", seq=7, ts="2026-11-28T09:30:00Z")
     outcome = _check(payload, topic_for("s1", "e1", "event"))
     assert isinstance(outcome, Rejected)
     assert outcome.reason == "invalid_field"
@@ -153,10 +149,7 @@ def test_generated_bad_input_never_validates_and_never_raises(seed: int) -> None
 
 @pytest.mark.parametrize("code", [[1], {}, True, -1, 10**400, 70_000, "", "x" * 33, None])
 def test_fault_code_event_with_an_unusable_code_is_rejected(code: object) -> None:
-    payload = msgspec.json.encode(
-        {"v": 1, "boot": "b", "seq": 7, "ts": "2026-11-28T09:30:00Z", "type": "fault_code",
-         "code": code}
-    )  # fmt: skip
+    payload = event_payload("fault_code", boot="b", seq=7, ts="2026-11-28T09:30:00Z", code=code)
     outcome = _check(payload, topic_for("s1", "e1", "event"))
     assert isinstance(outcome, Rejected)
     assert outcome.reason == "invalid_field"
@@ -165,10 +158,7 @@ def test_fault_code_event_with_an_unusable_code_is_rejected(code: object) -> Non
 
 @pytest.mark.parametrize("code", [0, 65_535, "E-17"])
 def test_fault_code_event_with_a_number_or_short_vendor_code_is_accepted(code: object) -> None:
-    payload = msgspec.json.encode(
-        {"v": 1, "boot": "b", "seq": 7, "ts": "2026-11-28T09:30:00Z", "type": "fault_code",
-         "code": code}
-    )  # fmt: skip
+    payload = event_payload("fault_code", boot="b", seq=7, ts="2026-11-28T09:30:00Z", code=code)
     assert isinstance(_check(payload, topic_for("s1", "e1", "event")), Event)
 
 

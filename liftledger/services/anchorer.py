@@ -1,0 +1,49 @@
+"""Build the anchorer from the settings and run it (`liftledger anchorer`)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+
+from core.db import libpq_url, translate_connect_errors
+from core.db_roles import check_service_connection, service_settings
+from core.errors import ConfigError
+from core.settings import Settings
+from ledger.anchorer import Anchorer, AnchorerConfig
+from ledger.chain import ChainClient
+from ledger.deploy import contract_chain
+from ledger.pin import pinned_contract
+
+
+def run_anchorer(settings: Settings, config: AnchorerConfig, *, stop: threading.Event) -> None:
+    """Anchor the ledger until `stop` is set, connected as the anchorer's database role, to
+    the pinned contract or else the one the database records for the chain."""
+    settings = service_settings(settings, "anchorer")
+    check_service_connection(
+        settings.resolved_database_url(), "anchorer", production=settings.env == "production"
+    )
+    url = settings.resolved_database_url()
+    pinned = pinned_contract(settings, url)
+    with translate_connect_errors(url):
+        conn = psycopg.connect(libpq_url(url), connect_timeout=5)
+    with conn:
+        chain = _chain_for(conn, settings.resolved_chain_url(), pinned)
+    anchorer = Anchorer(
+        conninfo=libpq_url(url),
+        chain=chain,
+        key=settings.secret("anchorer_key"),
+        config=config,
+    )
+    anchorer.run(stop)
+
+
+def _chain_for(conn: psycopg.Connection[Any], url: str, address: str | None) -> ChainClient:
+    chain = contract_chain(url, address=address, conn=conn)
+    if chain is None:
+        raise ConfigError(
+            f"no anchor contract recorded for the chain at {url}: "
+            "run `liftledger contracts deploy` (or pass --contract ADDRESS)"
+        )
+    return chain
