@@ -39,7 +39,6 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy.orm import Session
 
 from bench.common import fresh_database
 from core.credentials import (
@@ -48,7 +47,7 @@ from core.credentials import (
     device_credentials,
     service_credentials,
 )
-from core.db import create_engine_from_url, libpq_url
+from core.db import libpq_url
 from core.registry import upsert_registry
 from core.settings import Settings, load_settings
 from ingest.collector import topic_filters
@@ -56,7 +55,8 @@ from ledger.follow import latest_seq, listen, wait_for_entries
 from liftledger import stack
 from notify.feed import read_notices
 from simulators.fleet import DeviceMessage, Fleet
-from simulators.publisher import DeviceIdentity, FleetPublisher
+from simulators.mqtt_device import DeviceIdentity
+from simulators.publisher import FleetPublisher
 from simulators.runner import MqttSink, run_fleet
 from simulators.scenario import ScheduledFault
 from simulators.specs import specs_from_registry, synthetic_registry
@@ -100,14 +100,8 @@ class RecordingSink(MqttSink):
 
 def _fresh_database(settings: Settings, elevators: int) -> str:
     url = fresh_database(settings, "alerts_bench")
-    engine = create_engine_from_url(url, pool_size=1)
-    try:
-        with engine.begin() as connection:
-            upsert_registry(
-                synthetic_registry(elevators, seed=1), db_session=Session(bind=connection)
-            )
-    finally:
-        engine.dispose()
+    with psycopg.connect(libpq_url(url)) as conn:
+        upsert_registry(conn, synthetic_registry(elevators, seed=1))
     return url
 
 

@@ -53,7 +53,8 @@ from core.credentials import (
 from core.db import libpq_url
 from core.settings import Settings, load_settings
 from liftledger import stack
-from simulators.publisher import DeviceIdentity, FleetPublisher
+from simulators.mqtt_device import DeviceIdentity
+from simulators.publisher import FleetPublisher
 
 SITE = "bench-ingest"
 DEVICES = [f"bench-ing-{n:03d}" for n in range(100)]

@@ -33,10 +33,12 @@ from core.db import libpq_url
 from core.settings import Settings, load_settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
-from ledger.deploy import deploy_contract, wait_for_receipt
-from ledger.entries import PendingEntry, append_entries, content_hash, leaf_hash
+from ledger.chain_protocol import wait_for_receipt
+from ledger.deploy import contract_chain, deploy_contract
+from ledger.entries import PendingEntry, append_entries, content_hash
 from ledger.merkle import MerkleLog, hash_leaf, verify_inclusion
 from ledger.verify import verify_log
+from liftledger.ledger_sources import LEDGER_SOURCES
 
 BATCH = 1000
 
@@ -62,7 +64,7 @@ def gas(settings: Settings, database_url: str, leaves: int) -> None:
     print(f"  built in {time.perf_counter() - started:.1f} s")
     with psycopg.connect(database_url, autocommit=True) as conn:
         deployment = deploy_contract(conn, ChainClient(settings.resolved_chain_url()), key=key)
-    chain = ChainClient(settings.resolved_chain_url(), contract_address=deployment.address)
+    chain = contract_chain(settings.resolved_chain_url(), address=deployment.address)
     first = _anchor(chain, key, log, 0, BATCH)
     print(f"first anchor (size {BATCH:,}, no proof): {first:,} gas")
     print(f"{'log size':>12} {'batch':>7} {'proof':>6} {'gas':>9} {'gas/record':>11}")
@@ -87,14 +89,14 @@ def gas(settings: Settings, database_url: str, leaves: int) -> None:
 def proof_time(leaves: int, samples: int) -> None:
     """Server-side time to prove one entry against a cached log of `leaves` entries."""
     entries = [json.dumps({"v": 1, "seq": i, "salt": "00" * 16}).encode() for i in range(leaves)]
-    log = MerkleLog([leaf_hash(content_hash(e)) for e in entries])
+    log = MerkleLog([hash_leaf(content_hash(e)) for e in entries])
     root = log.root()
     rng = random.Random(2)
     times_ms = []
     for _ in range(samples):
         seq = rng.randrange(leaves)
         started = time.perf_counter()
-        leaf = leaf_hash(content_hash(entries[seq]))
+        leaf = hash_leaf(content_hash(entries[seq]))
         proof = log.inclusion_proof(seq)
         ok = verify_inclusion(seq, leaves, leaf, proof, root)
         times_ms.append((time.perf_counter() - started) * 1000)
@@ -164,15 +166,14 @@ def audit(settings: Settings, count: int) -> None:
             append_entries(conn, pending[start : start + 5000])
         conn.commit()
         conn.autocommit = True
-        chain = ChainClient(settings.resolved_chain_url())
-        deployment = deploy_contract(conn, chain, key=key)
-        chain = ChainClient(chain.url, contract_address=deployment.address)
+        deployment = deploy_contract(conn, ChainClient(settings.resolved_chain_url()), key=key)
+        chain = contract_chain(settings.resolved_chain_url(), address=deployment.address)
         anchorer = Anchorer(conninfo=url, chain=chain, key=key,
                             config=AnchorerConfig(batch_entries=1, batch_s=0))  # fmt: skip
         anchorer.step(conn)
         conn.autocommit = False
         started = time.perf_counter()
-        report = verify_log(conn, chain)
+        report = verify_log(conn, chain, sources=LEDGER_SOURCES)
         elapsed = time.perf_counter() - started
     rate = report.entries / elapsed
     print(f"whole-log audit: {report.entries:,} entries in {elapsed:.2f} s = {rate:,.0f} entries/s "

@@ -33,7 +33,8 @@ from core.protocol import topic_for
 from core.settings import Settings, load_settings
 from liftledger import stack
 from liftledger.stack.mosquitto import LocalMosquitto
-from simulators.publisher import DeviceIdentity, FleetPublisher
+from simulators.mqtt_device import DeviceIdentity
+from simulators.publisher import FleetPublisher
 
 SITE = "bench"
 BASELINE_ELEVATOR = "bench-baseline"

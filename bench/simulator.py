@@ -35,7 +35,8 @@ from core.settings import Settings, load_settings
 from liftledger import stack
 from simulators.elevator import ElevatorSpec
 from simulators.fleet import Fleet
-from simulators.publisher import DeviceIdentity, FleetPublisher
+from simulators.mqtt_device import DeviceIdentity
+from simulators.publisher import FleetPublisher
 from simulators.runner import MqttSink, run_fleet
 from simulators.specs import specs_from_registry, synthetic_registry
 

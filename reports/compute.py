@@ -1,7 +1,8 @@
 """The three read-side reports (availability, rescue SLA, maintenance compliance) as pure pandas.
 
-Every function here takes plain DataFrames and aware datetimes and returns a `Report`;
-nothing reads a database or a clock, so each definition is tested with hand-built frames.
+Every function here takes plain DataFrames and aware datetimes and returns a `Report`
+(`reports.report`); nothing reads a database or a clock, so each definition is tested with
+hand-built frames.
 
 Input frames (extra columns are ignored; datetimes are aware, any time zone):
 
@@ -15,19 +16,18 @@ Input frames (extra columns are ignored; datetimes are aware, any time zone):
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
 from alerts.maintenance import maintenance_due_at
+from core.alerting import AlertStatus
 from core.faults import resolve_thresholds
+from reports.report import RATIO_DIGITS, Report
 
 REPORT_NAMES: Final = ("availability", "sla", "maintenance")
 
@@ -61,49 +61,6 @@ RESCUE_TYPES: Final = frozenset({"trapped_between_floors", "trapped_at_floor", "
 RESCUE_LIMIT_S: Final = 1800.0
 
 _ALERT_TIMES: Final = ("opened_at", "acknowledged_at", "on_site_at", "closed_at")
-_SECONDS_DIGITS: Final = 1
-_RATIO_DIGITS: Final = 6
-
-
-@dataclass(frozen=True, eq=False)
-class Report:
-    """One computed report: the main table, per-report totals and extra tables."""
-
-    name: str
-    period_start: dt.datetime
-    period_end: dt.datetime
-    generated_at: dt.datetime
-    table: pd.DataFrame
-    summary: dict[str, Any] = field(default_factory=dict)
-    sections: dict[str, pd.DataFrame] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The report as JSON-ready values: ISO datetimes, None for missing, rounded floats."""
-        body: dict[str, Any] = {
-            "report": self.name,
-            "period_start": _json_value("period_start", self.period_start),
-            "period_end": _json_value("period_end", self.period_end),
-            "generated_at": _json_value("generated_at", self.generated_at),
-            "summary": {key: _json_value(key, value) for key, value in self.summary.items()},
-            "rows": _json_records(self.table),
-        }
-        for section, frame in self.sections.items():
-            body[section] = _json_records(frame)
-        return body
-
-    def to_csv(self) -> str:
-        """The main table as CSV: a header row, ISO datetimes, an empty cell for missing."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        # A bare CR is not quoted by the minimal writer when lines end in LF; a row holding
-        # one is written fully quoted, so it cannot split into two rows.
-        quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        columns = [str(column) for column in self.table.columns]
-        writer.writerow(columns)
-        for record in _json_records(self.table):
-            cells = [_csv_cell(record[column]) for column in columns]
-            (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
-        return out.getvalue()
 
 
 def check_period(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
@@ -134,7 +91,7 @@ def availability_report(
 
     graded = _alert_frame(alerts)
     graded = graded[
-        (graded["status"] != "false_alarm") & graded["severity"].isin(OUTAGE_SEVERITIES)
+        (graded["status"] != AlertStatus.FALSE_ALARM) & graded["severity"].isin(OUTAGE_SEVERITIES)
     ].merge(fleet["from_s"].reset_index(), on="elevator_id", how="inner")
     graded["opened_s"] = _seconds_since(graded["opened_at"], start)
     # An unresolved alert runs to the end of what has been measured, min(end, now).
@@ -147,7 +104,9 @@ def availability_report(
     gap = graded["type"] == MONITORING_GAP_TYPE
     outages = graded[~gap]
     failures = outages[
-        (outages["status"] == "resolved") & outages["closed_at"].notna() & outages["opened_within"]
+        (outages["status"] == AlertStatus.RESOLVED)
+        & outages["closed_at"].notna()
+        & outages["opened_within"]
     ]
     repair_s = (failures["closed_at"] - failures["opened_at"]).dt.total_seconds()
 
@@ -158,7 +117,7 @@ def availability_report(
     fleet["repair_s"] = (
         repair_s.groupby(failures["elevator_id"]).sum().reindex(fleet.index, fill_value=0.0)
     )
-    fleet["availability"] = (1.0 - fleet["downtime_s"] / fleet["period_s"]).round(_RATIO_DIGITS)
+    fleet["availability"] = (1.0 - fleet["downtime_s"] / fleet["period_s"]).round(RATIO_DIGITS)
     fleet["mttr_s"] = fleet["repair_s"] / fleet["failures"].where(fleet["failures"] > 0)
     fleet["mtbf_s"] = (fleet["period_s"] - fleet["downtime_s"]) / fleet["failures"].where(
         fleet["failures"] > 0
@@ -223,14 +182,14 @@ def sla_report(
     opened = rescues["opened_at"]
     rescues = rescues[
         rescues["type"].isin(RESCUE_TYPES)
-        & (rescues["status"] != "false_alarm")
+        & (rescues["status"] != AlertStatus.FALSE_ALARM)
         & (opened >= start)
         & (opened < end)
     ].sort_values(["opened_at", "alert_id"], ignore_index=True)
 
     rescues["respond_s"] = _elapsed_s(rescues["opened_at"], rescues["acknowledged_at"])
     rescues["arrive_s"] = _elapsed_s(rescues["opened_at"], rescues["on_site_at"])
-    finished = rescues["status"] == "resolved"
+    finished = rescues["status"] == AlertStatus.RESOLVED
     rescues["finish_s"] = _elapsed_s(rescues["opened_at"], rescues["closed_at"]).where(finished)
     open_s = (pd.Timestamp(now) - rescues["opened_at"]).dt.total_seconds()
 
@@ -375,7 +334,7 @@ def _availability_totals(fleet: pd.DataFrame) -> dict[str, Any]:
     return {
         "elevators": len(fleet),
         "period_s": period_s,
-        "availability": round(1.0 - downtime_s / period_s, _RATIO_DIGITS) if period_s else None,
+        "availability": round(1.0 - downtime_s / period_s, RATIO_DIGITS) if period_s else None,
         "downtime_s": downtime_s,
         "offline_s": float(fleet["offline_s"].sum()),
         "failures": failures,
@@ -403,8 +362,13 @@ def _maintenance_totals(fleet: pd.DataFrame) -> dict[str, Any]:
     return {
         "elevators": elevators,
         "overdue": overdue,
-        "compliance": round(1.0 - overdue / elevators, _RATIO_DIGITS) if elevators else None,
+        "compliance": round(1.0 - overdue / elevators, RATIO_DIGITS) if elevators else None,
     }
+
+
+def _scalar(value: float | np.floating[Any]) -> float | None:
+    number = float(value)
+    return None if math.isnan(number) else number
 
 
 # -- frames and time -------------------------------------------------------------------------
@@ -473,62 +437,3 @@ def _count_by(keys: pd.Series[Any], index: pd.Index[Any]) -> pd.Series[int]:
 
 def _overrides(value: object) -> Mapping[str, float] | None:
     return value if isinstance(value, Mapping) else None
-
-
-# -- JSON and CSV ----------------------------------------------------------------------------
-
-
-def _scalar(value: float | np.floating[Any]) -> float | None:
-    number = float(value)
-    return None if math.isnan(number) else number
-
-
-def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    columns = [str(column) for column in frame.columns]
-    return [
-        {column: _json_value(column, value) for column, value in zip(columns, row, strict=True)}
-        for row in frame.itertuples(index=False, name=None)
-    ]
-
-
-def _json_value(name: str, value: object) -> Any:
-    """One value as JSON: ISO datetimes, None for missing, Python numbers, strings as they are."""
-    if value is None or value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer | float | np.floating):
-        return _json_number(name, value)
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
-    return value
-
-
-def _json_number(
-    name: str, value: float | np.integer[Any] | np.floating[Any]
-) -> int | float | None:
-    """Integers as they are; seconds (`…_s`) to 0.1 s, other floats to 6 digits; NaN as None."""
-    if isinstance(value, int | np.integer):
-        return int(value)
-    number = float(value)
-    if not math.isfinite(number):
-        return None
-    return round(number, _SECONDS_DIGITS if name.endswith("_s") else _RATIO_DIGITS)
-
-
-# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
-# (OWASP "CSV Injection"): a building name "=HYPERLINK(…)" would run when a supervisor
-# opens the export. Such a text cell gets a leading apostrophe, which spreadsheets show as
-# text. Numbers are written by the report itself and stay as they are (-0.5 is a number).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return str(value)
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text

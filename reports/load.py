@@ -20,12 +20,12 @@ from reports.compute import (
     ELEVATOR_COLUMNS,
     RECORD_COLUMNS,
     REPORT_NAMES,
-    Report,
     availability_report,
     check_period,
     maintenance_report,
     sla_report,
 )
+from reports.report import Report
 
 _ELEVATORS: Final = """
 SELECT e.id AS elevator_id, e.site_id, e.building, e.created_at,

@@ -17,7 +17,8 @@ from core.settings import Settings
 from simulators.bad_input import OWN_TOPIC_KINDS, BadMessage, bad_message
 from simulators.elevator import ElevatorSpec
 from simulators.fleet import Fleet
-from simulators.publisher import DeviceIdentity, FleetPublisher
+from simulators.mqtt_device import DeviceIdentity
+from simulators.publisher import FleetPublisher
 from simulators.runner import JsonLinesSink, MqttSink, Progress, replay, run_fleet
 from simulators.scenario import ScenarioError, ScheduledFault, load_scenario, random_faults
 from simulators.specs import synthetic_registry

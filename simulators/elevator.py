@@ -4,12 +4,8 @@
 simple collective control, cycles its doors, drives S-curve trips, heats its motor and brake
 with duty, and records device events (`door_cycle`, `landing_call`, `mode_change`,
 `alarm_button`, `fault_code`) in `events`. `telemetry()` reads the sample a device would send
-now. Faults are injected with `inject()`; each one changes behaviour the way the real failure
-would (a halted car, a door that will not open, a clock that drifts) and the detector, not the
-model, decides that it is a fault.
-
-Numbers (door times, door zone, levelling tolerance, temperatures, vibration) come from
-`docs/simulator.md`, which cites their sources.
+now. Faults are injected with `inject()`; what each one does to the car, and how the car halts
+and recovers, is in `simulators.faults`. The numbers are in `simulators.car`.
 """
 
 from __future__ import annotations
@@ -18,37 +14,30 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
-from simulators.physics import TripProfile, plan_trip
-
-ACTIVE_STEP_S: Final = 0.1
-DOOR_ZONE_M: Final = 0.10
-DOOR_OPEN_S: Final = 2.0
-DOOR_CLOSE_S: Final = 3.0
-DOOR_HOLD_S: Final = 3.0
-TRANSFER_S_PER_PASSENGER: Final = 1.2
-START_DELAY_S: Final = 0.5
-RESCUE_SPEED_MPS: Final = 0.3
-DRIFT_SPEED_MPS: Final = 0.25
-EMERGENCY_DECEL_MPS2: Final = 1.0
-REOPEN_PROBABILITY: Final = 0.08
-LEVEL_SIGMA_MM: Final = 2.5
-LEVEL_HEALTHY_LIMIT_MM: Final = 8.0
-AMBIENT_C: Final = 25.0
-MOTOR_TAU_S: Final = 900.0
-BRAKE_TAU_S: Final = 600.0
-ALARM_AFTER_TRAPPED_S: Final = 40.0
-MAINTENANCE_INTERVAL_S: Final = 14 * 86_400.0
-MAINTENANCE_VISIT_S: Final = 3_600.0
-OVERSPEED_RATIO: Final = 1.25
-OVERTRAVEL_M: Final = 0.4
-
-# Controller fault codes of GB/T 24476 that a controller reports by itself.
-CODE_SAFETY_CHAIN_WHILE_RUNNING: Final = 1
-CODE_UNINTENDED_MOVEMENT: Final = 5
-CONTROLLER_FAULT_CODES: Final = (6, 7, 8)  # run-time limiter, position lost, re-run lockout
+from simulators import faults
+from simulators.car import (
+    ACTIVE_STEP_S,
+    AMBIENT_C,
+    BRAKE_TAU_S,
+    DOOR_CLOSE_S,
+    DOOR_HOLD_S,
+    DOOR_OPEN_S,
+    DOOR_ZONE_M,
+    LEVEL_HEALTHY_LIMIT_MM,
+    LEVEL_SIGMA_MM,
+    MAINTENANCE_INTERVAL_S,
+    MAINTENANCE_VISIT_S,
+    MOTOR_TAU_S,
+    OVERTRAVEL_M,
+    REOPEN_PROBABILITY,
+    START_DELAY_S,
+    TRANSFER_S_PER_PASSENGER,
+    Phase,
+    Trip,
+)
+from simulators.physics import plan_trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,22 +60,6 @@ class ElevatorSpec:
         return [f for f in floors if f != 0 or self.lowest_floor == 0]
 
 
-class Phase(StrEnum):
-    """What the car is doing."""
-
-    IDLE = "idle"
-    DOOR_OPENING = "door_opening"
-    DOOR_OPEN = "door_open"
-    DOOR_CLOSING = "door_closing"
-    START_DELAY = "start_delay"
-    MOVING = "moving"
-    EMERGENCY_STOP = "emergency_stop"  # braking to a standstill after a protection trips
-    HALTED = "halted"  # stopped by a fault or protection device, out of service
-    RESCUE = "rescue"  # creeping to the nearest landing after a halt
-    DRIFT = "drift"  # moving with the brake not holding (unintended movement)
-    OVERSPEED = "overspeed"  # running away above rated speed until the governor trips
-
-
 @dataclass(slots=True)
 class Passenger:
     """Someone travelling from `origin` to `destination`."""
@@ -103,55 +76,6 @@ class DeviceEventRecord:
 
     t_s: float
     body: dict[str, Any]
-
-
-# Faults that wait for the right moment (a trip, a stop, a door cycle) before they bite.
-ARMED_FAULTS: Final = frozenset(
-    {
-        "trapped_between_floors",
-        "trapped_at_floor",
-        "stopped_outside_door_zone",
-        "door_open_while_running",
-        "unintended_movement",
-        "overspeed",
-        "overtravel_top",
-        "overtravel_bottom",
-        "door_open_failure",
-        "door_close_failure",
-    }
-)
-# Faults that change a condition for their whole duration.
-TIMED_FAULTS: Final = frozenset(
-    {
-        "safety_chain_open",
-        "door_lock_fault",
-        "power_failure",
-        "offline",
-        "abnormal_vibration",
-        "motor_overheat",
-        "brake_overheat",
-        "levelling_error",
-        "maintenance_overdue",
-        "clock_skew",
-    }
-)
-INSTANT_FAULTS: Final = frozenset({"alarm_button", "controller_fault"})
-SIMULATED_FAULTS: Final = ARMED_FAULTS | TIMED_FAULTS | INSTANT_FAULTS
-
-
-@dataclass(slots=True)
-class _Trip:
-    profile: TripProfile
-    start_s: float
-    start_pos_m: float
-    sign: int
-    target: int
-
-
-@dataclass(slots=True)
-class _ArmedFault:
-    name: str
-    duration_s: float
 
 
 class ElevatorModel:
@@ -190,16 +114,16 @@ class ElevatorModel:
         self.waiting: dict[int, list[Passenger]] = {}
         self.car_calls: set[int] = set()
         self.events: list[DeviceEventRecord] = []
-        self.trip: _Trip | None = None
+        self.trip: Trip | None = None
         self.halt_until_s = 0.0
-        self.armed: list[_ArmedFault] = []
+        self.armed: list[faults.ArmedFault] = []
         self.timed: dict[str, float] = {}
         self.silent = False
         self.clock_offset_s = 0.0
         self._door_cycle: dict[str, float] = {}
         self._reopens = 0
-        self._trapped_alarm_due_s: float | None = None
-        self._halt_duration_s = 0.0
+        self.trapped_alarm_due_s: float | None = None
+        self.halt_duration_s = 0.0
         self._next_arrival = self._draw_arrival(0.0)
         self.next_maintenance_s = rng.uniform(0.0, MAINTENANCE_INTERVAL_S)
         self._duty_moving = 0.0
@@ -249,10 +173,10 @@ class ElevatorModel:
         return max(wake, self.t_s)
 
     def _on_wake(self) -> None:
-        self._expire_timed()
+        faults.expire_timed(self)
         self._maybe_maintenance()
         self._take_arrivals()
-        self._dispatch()
+        self.dispatch()
 
     def _relax(self, dt: float) -> None:
         """First-order thermal model: temperatures approach a target set by duty."""
@@ -306,13 +230,13 @@ class ElevatorModel:
     def _calls(self) -> set[int]:
         return self.car_calls | {floor for floor, people in self.waiting.items() if people}
 
-    def _dispatch(self) -> None:
+    def dispatch(self) -> None:
         """Simple collective control: keep going while calls lie ahead, then reverse."""
         if self.phase is not Phase.IDLE or not self._in_service():
             return
         here = self.floor
         if here in self._calls() and self.in_door_zone():
-            self._set_phase(Phase.DOOR_OPENING)
+            self.set_phase(Phase.DOOR_OPENING)
             return
         calls = self._calls()
         if not calls:
@@ -323,9 +247,10 @@ class ElevatorModel:
             self.direction = 1 if max(calls) > here else -1
             ahead = [f for f in calls if (f - here) * self.direction > 0]
         target = min(ahead, key=lambda f: abs(f - here))
-        self._start_trip(target)
+        self.start_trip(target)
 
-    def _start_trip(self, target: int) -> None:
+    def start_trip(self, target: int) -> None:
+        """Plan an S-curve trip to landing `target`, leaving after the start delay."""
         distance = abs(self._heights[target] - self.pos_m)
         profile = plan_trip(
             distance,
@@ -335,12 +260,13 @@ class ElevatorModel:
         )
         sign = 1 if self._heights[target] > self.pos_m else -1
         self.direction = sign
-        self.trip = _Trip(profile, self.t_s + START_DELAY_S, self.pos_m, sign, target)
-        self._set_phase(Phase.START_DELAY)
+        self.trip = Trip(profile, self.t_s + START_DELAY_S, self.pos_m, sign, target)
+        self.set_phase(Phase.START_DELAY)
 
     # -- one active step -------------------------------------------------------------------
 
-    def _set_phase(self, phase: Phase) -> None:
+    def set_phase(self, phase: Phase) -> None:
+        """Enter `phase` now (opening doors unlock and start a door cycle)."""
         self.phase = phase
         self.phase_started_s = self.t_s
         if phase is Phase.DOOR_OPENING:
@@ -352,11 +278,12 @@ class ElevatorModel:
             self.door = "closing"
             self._door_cycle.setdefault("closing_start", self.t_s)
 
-    def _in_phase_s(self) -> float:
+    def in_phase_s(self) -> float:
+        """Seconds since the car entered its phase."""
         return self.t_s - self.phase_started_s
 
     def _step(self, dt: float) -> None:
-        self._expire_timed()
+        faults.expire_timed(self)
         self._take_arrivals()
         self._trapped_alarm()
         handler = _PHASE_STEPS[self.phase]
@@ -365,34 +292,34 @@ class ElevatorModel:
 
     def _step_idle(self, dt: float) -> None:
         self._maybe_maintenance()
-        self._dispatch()
+        self.dispatch()
 
     def _step_door_opening(self, dt: float) -> None:
-        stuck = self._armed_take("door_open_failure")
+        stuck = faults.armed_take(self, "door_open_failure")
         if stuck is not None:
             self.halt_until_s = self.t_s + stuck
         if self.t_s < self.halt_until_s:
             return
-        if self._in_phase_s() >= DOOR_OPEN_S:
+        if self.in_phase_s() >= DOOR_OPEN_S:
             self.door = "open"
             self._door_cycle["open_s"] = self.t_s - self._door_cycle["opening_start"]
             self._board_and_alight()
-            self._set_phase(Phase.DOOR_OPEN)
-            if self._armed_take("unintended_movement", keep=True) is not None:
-                self._set_phase(Phase.DRIFT)
+            self.set_phase(Phase.DOOR_OPEN)
+            if faults.armed_take(self, "unintended_movement", keep=True) is not None:
+                self.set_phase(Phase.DRIFT)
 
     def _step_door_open(self, dt: float) -> None:
         hold = DOOR_HOLD_S + TRANSFER_S_PER_PASSENGER * len(self.car)
-        if self._in_phase_s() >= hold:
-            self._set_phase(Phase.DOOR_CLOSING)
+        if self.in_phase_s() >= hold:
+            self.set_phase(Phase.DOOR_CLOSING)
 
     def _step_door_closing(self, dt: float) -> None:
-        stuck = self._armed_take("door_close_failure")
+        stuck = faults.armed_take(self, "door_close_failure")
         if stuck is not None:
             self.halt_until_s = self.t_s + stuck
         if self.t_s < self.halt_until_s:
             return
-        if self._in_phase_s() < DOOR_CLOSE_S:
+        if self.in_phase_s() < DOOR_CLOSE_S:
             # A passenger or the light curtain interrupts closing now and then.
             if self.rng.random() < REOPEN_PROBABILITY * dt / DOOR_CLOSE_S:
                 self._reopens += 1
@@ -403,170 +330,59 @@ class ElevatorModel:
         self.door_lock = self.door_lock_ok()
         opening_start = self._door_cycle.get("opening_start", self.t_s)
         closing_start = self._door_cycle.get("closing_start", self.t_s)
-        self._event(
+        self.record_event(
             "door_cycle",
             open_s=round(self._door_cycle.get("open_s", DOOR_OPEN_S), 2),
             close_s=round(self.t_s - max(closing_start, opening_start), 2),
             reopens=self._reopens,
         )
-        self._set_phase(Phase.IDLE)
-        if self.car and self._armed_take("trapped_at_floor", keep=True) is not None:
-            self._halt(self._armed_duration("trapped_at_floor"))
+        self.set_phase(Phase.IDLE)
+        if self.car and faults.armed_take(self, "trapped_at_floor", keep=True) is not None:
+            faults.halt(self, faults.armed_duration(self, "trapped_at_floor"))
             return
-        self._dispatch()
+        self.dispatch()
 
     def _step_start_delay(self, dt: float) -> None:
         if self.trip is not None and self.t_s >= self.trip.start_s:
-            self._set_phase(Phase.MOVING)
+            self.set_phase(Phase.MOVING)
 
     def _step_moving(self, dt: float) -> None:
         trip = self.trip
         if trip is None:
-            self._set_phase(Phase.IDLE)
+            self.set_phase(Phase.IDLE)
             return
         state = trip.profile.state_at(self.t_s - trip.start_s)
         self.pos_m = trip.start_pos_m + trip.sign * state.distance_m
         self.speed_mps = state.speed_mps
-        self._moving_faults(trip)
+        faults.strike_while_moving(self, trip)
         if self.phase is not Phase.MOVING:
             return
         if self.t_s - trip.start_s >= trip.profile.duration_s:
             self._arrive(trip)
 
-    def _arrive(self, trip: _Trip) -> None:
+    def _arrive(self, trip: Trip) -> None:
         self.speed_mps = 0.0
         overtravel = "overtravel_top" if trip.sign > 0 else "overtravel_bottom"
         end = self.landings[-1] if trip.sign > 0 else self.landings[0]
-        if trip.target == end and self._armed_take(overtravel, keep=True) is not None:
+        if trip.target == end and faults.armed_take(self, overtravel, keep=True) is not None:
             self.pos_m = self._heights[end] + trip.sign * OVERTRAVEL_M
-            self._halt(self._armed_duration(overtravel))
+            faults.halt(self, faults.armed_duration(self, overtravel))
             return
         error_mm = self._stop_error_mm()
         self.pos_m = self._heights[trip.target] + error_mm / 1000.0
         self.level_mm = round(error_mm, 1)
         self.trip = None
         self.floor = trip.target
-        if self.car and self._armed_take("trapped_at_floor", keep=True) is not None:
-            self._halt(self._armed_duration("trapped_at_floor"))
+        if self.car and faults.armed_take(self, "trapped_at_floor", keep=True) is not None:
+            faults.halt(self, faults.armed_duration(self, "trapped_at_floor"))
             return
-        self._set_phase(Phase.DOOR_OPENING)
+        self.set_phase(Phase.DOOR_OPENING)
 
     def _stop_error_mm(self) -> float:
         if "levelling_error" in self.timed:
             return self.rng.choice((-1, 1)) * self.rng.uniform(12.0, 20.0)
         error = self.rng.gauss(0.0, LEVEL_SIGMA_MM)
         return max(-LEVEL_HEALTHY_LIMIT_MM, min(LEVEL_HEALTHY_LIMIT_MM, error))
-
-    def _moving_faults(self, trip: _Trip) -> None:
-        """Faults that strike during a trip, once the car is between floors at full speed."""
-        at_speed = self.speed_mps >= 0.9 * trip.profile.peak_speed_mps
-        if self.in_door_zone() or not at_speed or trip.profile.peak_speed_mps < 0.3:
-            return
-        stop_at = self.pos_m + trip.sign * self.speed_mps**2 / (2 * EMERGENCY_DECEL_MPS2)
-        stops_between = abs(self._heights[self.nearest_landing(stop_at)] - stop_at) > (
-            DOOR_ZONE_M + 0.05
-        )
-        for name in ("trapped_between_floors", "stopped_outside_door_zone"):
-            occupied_ok = bool(self.car) if name == "trapped_between_floors" else not self.car
-            if not stops_between or not occupied_ok:
-                continue
-            if self._armed_take(name, keep=True) is not None:
-                self._halt(self._armed_duration(name))
-                return
-        if self._armed_take("door_open_while_running", keep=True) is not None:
-            self.door, self.door_lock = "opening", False
-            self._event("fault_code", code=CODE_SAFETY_CHAIN_WHILE_RUNNING)
-            self._halt(self._armed_duration("door_open_while_running"), door="opening")
-            return
-        cruising = self.speed_mps >= 0.95 * self.spec.rated_speed_mps
-        if cruising and self._armed_take("overspeed", keep=True) is not None:
-            self._set_phase(Phase.OVERSPEED)
-
-    def _step_overspeed(self, dt: float) -> None:
-        sign = self.trip.sign if self.trip else self.direction or 1
-        limit = self.spec.rated_speed_mps * OVERSPEED_RATIO
-        self.speed_mps = min(limit, self.speed_mps + 1.0 * dt)
-        self.pos_m += sign * self.speed_mps * dt
-        top, bottom = self._heights[self.landings[-1]], 0.0
-        if self._in_phase_s() >= 2.0 or not bottom < self.pos_m < top:
-            self.pos_m = min(max(self.pos_m, bottom), top)
-            self._halt(self._armed_duration("overspeed"))
-
-    def _drift_sign(self) -> int:
-        # With the brake slipping the heavier side wins; at the bottom landing it can only rise.
-        return 1 if self.nearest_landing() == self.landings[0] else -1
-
-    def _step_drift(self, dt: float) -> None:
-        self.speed_mps = DRIFT_SPEED_MPS
-        self.pos_m += self._drift_sign() * DRIFT_SPEED_MPS * dt
-        if self._in_phase_s() >= 2.0:
-            self._event("fault_code", code=CODE_UNINTENDED_MOVEMENT)
-            self._halt(self._armed_duration("unintended_movement"), door="open")
-
-    def _halt(self, duration_s: float, *, door: str = "closed") -> None:
-        """Brake the car to a standstill, keep it there for `duration_s`, then recover."""
-        self.door = door
-        self.door_lock = door == "closed" and self.door_lock_ok()
-        self.level_mm = None
-        self._halt_duration_s = duration_s
-        if self.speed_mps > 0.05:
-            self._set_phase(Phase.EMERGENCY_STOP)
-            return
-        self._standstill()
-
-    def _standstill(self) -> None:
-        self.speed_mps = 0.0
-        self.halt_until_s = self.t_s + self._halt_duration_s
-        if self.car:
-            self._trapped_alarm_due_s = self.t_s + ALARM_AFTER_TRAPPED_S
-        self._set_phase(Phase.HALTED)
-
-    def _step_emergency_stop(self, dt: float) -> None:
-        sign = self.trip.sign if self.trip else (self.direction or 1)
-        self.speed_mps = max(0.0, self.speed_mps - EMERGENCY_DECEL_MPS2 * dt)
-        top = self._heights[self.landings[-1]]
-        limit = OVERTRAVEL_M
-        self.pos_m = min(max(self.pos_m + sign * self.speed_mps * dt, -limit), top + limit)
-        if self.speed_mps == 0.0:
-            self._standstill()
-
-    def _step_halted(self, dt: float) -> None:
-        if self.t_s < self.halt_until_s or not self.safety_chain:
-            return
-        if self.power == "off":
-            # The automatic rescue device brings the car to a landing on battery power.
-            self.power = "battery"
-        self._trapped_alarm_due_s = None
-        self.door, self.door_lock = "closed", self.door_lock_ok()
-        target = self.nearest_landing()
-        if abs(self._heights[target] - self.pos_m) <= DOOR_ZONE_M / 2:
-            self.trip = None
-            self._set_phase(Phase.DOOR_OPENING)
-        else:
-            self.trip = _Trip(
-                plan_trip(1.0, speed_mps=1.0, accel_mps2=1.0, jerk_mps3=1.0),
-                self.t_s,
-                self.pos_m,
-                1 if self._heights[target] > self.pos_m else -1,
-                target,
-            )
-            self._set_phase(Phase.RESCUE)
-
-    def _step_rescue(self, dt: float) -> None:
-        trip = self.trip
-        if trip is None:
-            self._set_phase(Phase.IDLE)
-            return
-        goal = self._heights[trip.target]
-        self.speed_mps = RESCUE_SPEED_MPS
-        self.pos_m += trip.sign * RESCUE_SPEED_MPS * dt
-        if (goal - self.pos_m) * trip.sign <= 0:
-            self.pos_m = goal
-            self.speed_mps = 0.0
-            self.level_mm = 0.0
-            self.floor = trip.target
-            self.trip = None
-            self._set_phase(Phase.DOOR_OPENING)
 
     # -- passengers ------------------------------------------------------------------------
 
@@ -576,7 +392,7 @@ class ElevatorModel:
         self.car_calls.discard(here)
         boarding = self.waiting.pop(here, [])
         for passenger in boarding:
-            self._event(
+            self.record_event(
                 "landing_call", floor=here, held_s=round(self.t_s - passenger.called_at_s, 1)
             )
             self.car.append(passenger)
@@ -590,110 +406,13 @@ class ElevatorModel:
 
     def inject(self, fault: str, duration_s: float) -> None:
         """Start `fault` now; it lasts `duration_s` (or waits for its moment, then lasts)."""
-        if fault not in SIMULATED_FAULTS:
-            raise ValueError(f"unknown fault {fault!r}")
-        if fault in INSTANT_FAULTS:
-            if fault == "alarm_button":
-                self._event("alarm_button")
-            else:
-                self._event("fault_code", code=self.rng.choice(CONTROLLER_FAULT_CODES))
-            return
-        if fault in TIMED_FAULTS:
-            self._start_timed(fault, duration_s)
-            return
-        self.armed.append(_ArmedFault(fault, duration_s))
-        self._provoke(fault)
-
-    def _provoke(self, fault: str) -> None:
-        """Bring about the situation an armed fault waits for, as traffic would."""
-        if self.phase is not Phase.IDLE:
-            return
-        here = self.floor
-        top, bottom = self.landings[-1], self.landings[0]
-        far = top if abs(top - here) >= abs(here - bottom) else bottom
-        if fault in ("overtravel_top", "overspeed") or (fault == "trapped_between_floors"):
-            destination = top if here != top else bottom
-            if fault == "overtravel_top" and here == top:
-                self._start_trip(bottom)
-                self.add_passenger(bottom, top)
-                return
-            self.add_passenger(here, destination)
-        elif fault == "overtravel_bottom":
-            if here == bottom:
-                self._start_trip(top)
-                self.add_passenger(top, bottom)
-                return
-            self.add_passenger(here, bottom)
-        elif fault == "stopped_outside_door_zone":
-            self._start_trip(far)
-            return
-        elif fault in ("trapped_at_floor", "door_open_while_running"):
-            self.add_passenger(here, far)
-        else:  # door faults and unintended movement need a door cycle at this landing
-            self.add_passenger(here, far)
-        self._dispatch()
-
-    def _armed_take(self, name: str, *, keep: bool = False) -> float | None:
-        for armed in self.armed:
-            if armed.name == name:
-                if not keep:
-                    self.armed.remove(armed)
-                return armed.duration_s
-        return None
-
-    def _armed_duration(self, name: str) -> float:
-        for armed in self.armed:
-            if armed.name == name:
-                self.armed.remove(armed)
-                return armed.duration_s
-        return 0.0
-
-    def _start_timed(self, fault: str, duration_s: float) -> None:
-        self.timed[fault] = self.t_s + duration_s
-        if fault == "safety_chain_open":
-            self.safety_chain = False
-            if self.speed_mps > 0.05:
-                self._event("fault_code", code=CODE_SAFETY_CHAIN_WHILE_RUNNING)
-                self._halt(duration_s)
-        elif fault == "door_lock_fault":
-            self.door_lock = False
-            if self.phase in (Phase.MOVING, Phase.OVERSPEED):
-                self._halt(duration_s)
-                self.door_lock = False
-        elif fault == "power_failure":
-            self.power = "off"
-            if self.phase in (Phase.MOVING, Phase.OVERSPEED, Phase.START_DELAY):
-                self._halt(2.0)
-        elif fault == "offline":
-            self.silent = True
-        elif fault == "clock_skew":
-            # A clock running behind: samples are still accepted (one ahead by more than
-            # 5 min is dead-lettered, SPEC §3), so the clock_skew rule can see it.
-            self.clock_offset_s = -360.0
-        elif fault == "maintenance_overdue":
-            self.next_maintenance_s = max(self.next_maintenance_s, self.t_s + duration_s)
-
-    def _expire_timed(self) -> None:
-        for fault, until in list(self.timed.items()):
-            if self.t_s < until:
-                continue
-            del self.timed[fault]
-            if fault == "safety_chain_open":
-                self.safety_chain = True
-            elif fault == "door_lock_fault":
-                self.door_lock = self.door == "closed"
-            elif fault == "power_failure":
-                self.power = "mains"
-            elif fault == "offline":
-                self.silent = False
-            elif fault == "clock_skew":
-                self.clock_offset_s = 0.0
+        faults.inject(self, fault, duration_s)
 
     def _trapped_alarm(self) -> None:
-        due = self._trapped_alarm_due_s
+        due = self.trapped_alarm_due_s
         if due is not None and self.t_s >= due and self.car:
-            self._event("alarm_button")
-            self._trapped_alarm_due_s = None
+            self.record_event("alarm_button")
+            self.trapped_alarm_due_s = None
 
     # -- maintenance visits ----------------------------------------------------------------
 
@@ -709,7 +428,7 @@ class ElevatorModel:
             self.next_maintenance_s = self.t_s + MAINTENANCE_INTERVAL_S + jitter
 
     def _change_mode(self, mode: str) -> None:
-        self._event("mode_change", **{"from": self.mode, "to": mode})
+        self.record_event("mode_change", **{"from": self.mode, "to": mode})
         self.mode = mode
 
     def set_mode(self, mode: str) -> None:
@@ -719,7 +438,8 @@ class ElevatorModel:
 
     # -- output ----------------------------------------------------------------------------
 
-    def _event(self, kind: str, **fields: Any) -> None:
+    def record_event(self, kind: str, **fields: Any) -> None:
+        """Record a device event of `kind` now."""
         self.events.append(DeviceEventRecord(self.t_s, {"type": kind, **fields}))
 
     def vibration_mg(self) -> float:
@@ -737,7 +457,7 @@ class ElevatorModel:
         moving = self.speed_mps >= 0.05
         direction = "idle"
         if moving:
-            sign = self.trip.sign if self.trip else self._drift_sign()
+            sign = self.trip.sign if self.trip else faults.drift_sign(self)
             direction = "up" if sign > 0 else "down"
         stopped_in_zone = not moving and self.in_door_zone()
         return {
@@ -767,18 +487,11 @@ _PHASE_STEPS: Final[dict[Phase, Callable[[ElevatorModel, float], None]]] = {
     Phase.DOOR_CLOSING: ElevatorModel._step_door_closing,
     Phase.START_DELAY: ElevatorModel._step_start_delay,
     Phase.MOVING: ElevatorModel._step_moving,
-    Phase.EMERGENCY_STOP: ElevatorModel._step_emergency_stop,
-    Phase.HALTED: ElevatorModel._step_halted,
-    Phase.RESCUE: ElevatorModel._step_rescue,
-    Phase.DRIFT: ElevatorModel._step_drift,
-    Phase.OVERSPEED: ElevatorModel._step_overspeed,
+    Phase.EMERGENCY_STOP: faults.step_emergency_stop,
+    Phase.HALTED: faults.step_halted,
+    Phase.RESCUE: faults.step_rescue,
+    Phase.DRIFT: faults.step_drift,
+    Phase.OVERSPEED: faults.step_overspeed,
 }
 
-__all__ = [
-    "SIMULATED_FAULTS",
-    "DeviceEventRecord",
-    "ElevatorModel",
-    "ElevatorSpec",
-    "Passenger",
-    "Phase",
-]
+__all__ = ["DeviceEventRecord", "ElevatorModel", "ElevatorSpec", "Passenger"]

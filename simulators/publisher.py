@@ -1,82 +1,47 @@
 """The simulator's MQTT side: one device identity per elevator, a whole fleet on one thread.
 
-This is the only simulator module that imports paho. Every elevator gets its own MQTT 5
-client (client id = elevator id, its own username and password), so the broker's password
-file and ACL see exactly what real devices would send (SPEC §3, §8). The clients run no
-threads of their own: `FleetPublisher.pump()` drives all of them from one `selectors` (epoll)
-loop through paho's external-event-loop API — `socket()`, `loop_read()`, `loop_write()`,
-`loop_misc()` and the `on_socket_open/close/register_write/unregister_write` callbacks — which
+Each elevator publishes through its own `MqttDevice` (`simulators/mqtt_device.py`, the only
+simulator module that imports paho), so the broker sees exactly what real devices would send
+(SPEC §3, §8). The clients run no threads of their own: `FleetPublisher.pump()` drives all of
+them from one `selectors` (epoll) loop through paho's external-event-loop API — the devices'
+`loop_read()`, `loop_write()` and `loop_misc()`, and the socket callbacks they pass on — which
 is what lets one core keep thousands of devices publishing.
 
 Connections are opened a batch at a time inside `pump()` (never all in one blocking call) and
-re-opened after any loss with exponential back-off, spread per device so that a broker
-restart does not bring every device back in the same millisecond. A publish made while its
-device is offline waits in that device's queue and goes out, in order, after the reconnect;
-a QoS 1 message sent but not acknowledged when the connection broke is sent again by paho
-with the DUP flag (MQTT 5 §4.4), so the platform sees duplicates, never gaps — payloads are
-opaque here and `(elevator, boot, seq)` lets the collector drop the duplicates.
+re-opened after any loss with exponential back-off, spread per device
+(`simulators/connect_schedule.py`) so that a broker restart does not bring every device back
+in the same millisecond. A publish made while its device is offline waits in that device's
+queue and goes out, in order, after the reconnect; what was sent but not acknowledged when the
+connection broke is sent again, so the platform sees duplicates, never gaps.
 
 Not thread-safe: create, pump, publish and close from one thread.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import json
 import selectors
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
-from core.errors import LiftLedgerError
-from core.protocol import is_valid_id, topic_for
+from core.protocol import is_valid_id
+from simulators.connect_schedule import ConnectSchedule, retry_delay_s
+from simulators.mqtt_device import DeviceCallbacks, DeviceIdentity, MqttDevice, PublisherError
 
 if TYPE_CHECKING:
-    from paho.mqtt.client import SocketLike
+    from _typeshed import FileDescriptorLike
 
-# Paho's default of 20 messages in flight caps a device at 20 messages per round trip; the
-# local broker allows 1,000 (`max_inflight_messages`), so 100 leaves the broker the headroom.
-MAX_INFLIGHT_MESSAGES: Final = 100
-# Each connection attempt is a blocking TCP connect inside paho's `reconnect()`; a short
-# timeout and a per-pump time budget keep one unreachable broker from freezing the loop.
-CONNECT_TIMEOUT_S: Final = 3.0
+# Each connection attempt is a blocking TCP connect; a per-pump time budget keeps one
+# unreachable broker from freezing the loop.
 CONNECT_BUDGET_S: Final = 0.02
-RECONNECT_MIN_DELAY_S: Final = 0.5
-RECONNECT_MAX_DELAY_S: Final = 10.0
 # Keep-alive bookkeeping (PINGREQ, a CONNACK or PINGRESP that never comes) for every client.
 MISC_PERIOD_S: Final = 1.0
 CLOSE_TIMEOUT_S: Final = 2.0
-# Fixed header, remaining length, topic length, packet id and an empty property block.
-_PUBLISH_OVERHEAD_BYTES: Final = 1 + 4 + 2 + 2 + 1
-_GOLDEN_RATIO_FRACTION: Final = 0.6180339887498949
-_OFFLINE_STATUS: Final = b'{"state":"offline"}'
 
 PublishKind = Literal["telemetry", "event"]
-
-
-class PublisherError(LiftLedgerError):
-    """The fleet cannot reach the broker, or the broker refuses a device's credentials."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceIdentity:
-    """Where one elevator publishes and the MQTT account it publishes with."""
-
-    site: str
-    elevator: str
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -88,34 +53,6 @@ class PublisherStats:
     refused: int  # PUBACKs with a failure reason code (e.g. 0x87 Not authorized)
     connected: int  # clients currently connected
     reconnects: int  # successful connections after a device had lost its previous one
-
-
-@dataclass(slots=True, eq=False)
-class _Device:
-    """The mutable connection state of one elevator's client."""
-
-    identity: DeviceIdentity
-    index: int
-    client: mqtt.Client
-    telemetry_topic: str
-    event_topic: str
-    status_topic: str
-    connected: bool = False
-    ever_connected: bool = False
-    failed_attempts: int = 0
-    schedule_generation: int = 0
-    write_watched: bool = False
-    # Publishes made while offline, in order: (topic, payload, qos, retain).
-    backlog: deque[tuple[str, bytes, int, bool]] = field(default_factory=deque)
-    # Message ids whose PUBACK is not the caller's business: the retained online status.
-    status_mids: set[int] = field(default_factory=set)
-    # QoS 0 message ids not yet written; paho reports them when written, or never if lost.
-    qos0_mids: set[int] = field(default_factory=set)
-
-
-def _online_status() -> bytes:
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return json.dumps({"state": "online", "ts": now}, separators=(",", ":")).encode()
 
 
 def _describe_os_error(exc: OSError) -> str:
@@ -149,19 +86,36 @@ class FleetPublisher:
         # Named in errors; built from host and port only so no userinfo can leak into a message.
         netloc = f"[{self._host}]" if ":" in self._host else self._host
         self._url = f"mqtt://{netloc}:{self._port}"
-        self._keepalive_s = keepalive_s
         self._selector = selectors.DefaultSelector()
-        self._devices: dict[str, _Device] = {}
+        callbacks = DeviceCallbacks(
+            socket_opened=self._on_socket_open,
+            socket_closed=self._on_socket_close,
+            write_wanted=self._on_socket_register_write,
+            write_done=self._on_socket_unregister_write,
+            connected=self._on_connect,
+            refused=self._on_refused,
+            disconnected=self._on_disconnect,
+            answered=self._on_answered,
+        )
+        self._devices: dict[str, MqttDevice] = {}
         for index, identity in enumerate(devices):
             if not (is_valid_id(identity.site) and is_valid_id(identity.elevator)):
                 raise ValueError(f"invalid site or elevator id in {identity!r}")
             if identity.elevator in self._devices:
                 raise ValueError(f"elevator {identity.elevator!r} is listed twice")
-            self._devices[identity.elevator] = self._new_device(index, identity)
-        self._schedule: list[tuple[float, int, _Device, int]] = []
-        self._schedule_order = itertools.count()
-        self._want_write: set[_Device] = set()
-        self._newly_connected: list[_Device] = []
+            self._devices[identity.elevator] = MqttDevice(
+                identity,
+                index=index,
+                host=self._host,
+                port=self._port,
+                keepalive_s=keepalive_s,
+                callbacks=callbacks,
+            )
+        self._schedule: ConnectSchedule[MqttDevice] = ConnectSchedule()
+        self._want_write: set[MqttDevice] = set()
+        # Devices whose socket waits for EPOLLOUT because its buffer was full.
+        self._write_watched: set[MqttDevice] = set()
+        self._newly_connected: list[MqttDevice] = []
         self._open_sockets = 0
         self._next_misc_s = 0.0
         self._max_payload_bytes: int | None = None
@@ -176,35 +130,6 @@ class FleetPublisher:
         self._refused = 0
         self._connected = 0
         self._reconnects = 0
-
-    def _new_device(self, index: int, identity: DeviceIdentity) -> _Device:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=identity.elevator,
-            protocol=mqtt.MQTTv5,
-        )
-        device = _Device(
-            identity=identity,
-            index=index,
-            client=client,
-            telemetry_topic=topic_for(identity.site, identity.elevator, "telemetry"),
-            event_topic=topic_for(identity.site, identity.elevator, "event"),
-            status_topic=topic_for(identity.site, identity.elevator, "status"),
-        )
-        client.user_data_set(device)
-        client.username_pw_set(identity.username, identity.password)
-        client.will_set(device.status_topic, _OFFLINE_STATUS, qos=1, retain=True)
-        client.max_inflight_messages_set(MAX_INFLIGHT_MESSAGES)
-        client.max_queued_messages_set(0)  # unlimited: never drop a QoS 1 message
-        client.connect_timeout = CONNECT_TIMEOUT_S
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_socket_register_write
-        client.on_socket_unregister_write = self._on_socket_unregister_write
-        return device
 
     def __enter__(self) -> FleetPublisher:
         """Use as a context manager that closes the publisher on exit."""
@@ -230,8 +155,8 @@ class FleetPublisher:
         self._started = True
         now = time.monotonic()
         for device in self._devices.values():
-            device.client.connect_async(self._host, self._port, self._keepalive_s)
-            self._schedule_connect(device, now)
+            device.connect_async()
+            self._schedule.schedule(device, now)
 
     def wait_connected(self, timeout_s: float) -> int:
         """Pump until every device is connected or `timeout_s` passes; the number connected.
@@ -310,15 +235,15 @@ class FleetPublisher:
         if self._closed:
             return
         now = time.monotonic()
-        if self._schedule and self._schedule[0][0] <= now:
+        if self._schedule and self._schedule.earliest_s() <= now:
             self._connect_due(now)
         self._write_pending()
         for key, mask in self._selector.select(self._select_timeout_s(timeout_s)):
-            device: _Device = key.data
+            device: MqttDevice = key.data
             if mask & selectors.EVENT_READ:
-                device.client.loop_read()
-            if mask & selectors.EVENT_WRITE and device.client.socket() is not None:
-                device.client.loop_write()
+                device.loop_read()
+            if mask & selectors.EVENT_WRITE and device.socket() is not None:
+                device.loop_write()
         if self._newly_connected and not self._closing:
             self._send_backlogs()
         self._write_pending()
@@ -326,8 +251,8 @@ class FleetPublisher:
         if now >= self._next_misc_s:
             self._next_misc_s = now + MISC_PERIOD_S
             for device in self._devices.values():
-                if device.client.socket() is not None:
-                    device.client.loop_misc()
+                if device.socket() is not None:
+                    device.loop_misc()
 
     def flush(self, timeout_s: float) -> bool:
         """Pump until the broker has answered every QoS ≥ 1 publish; True if it did in time.
@@ -364,7 +289,7 @@ class FleetPublisher:
         self._abort_connection(device)
         device.failed_attempts = 0
         if self._started and not self._closing:
-            self._schedule_connect(device, time.monotonic() + down_s)
+            self._schedule.schedule(device, time.monotonic() + down_s)
 
     def reconnect(self, elevator: str) -> None:
         """End a simulated outage now: connect `elevator` at the next pump.
@@ -375,10 +300,10 @@ class FleetPublisher:
         device = self._devices[elevator]
         if not self._started or self._closing:
             return
-        if device.connected or device.client.socket() is not None:
+        if device.connected or device.socket() is not None:
             return
         device.failed_attempts = 0
-        self._schedule_connect(device, time.monotonic())
+        self._schedule.schedule(device, time.monotonic())
 
     def close(self) -> None:
         """Disconnect every device cleanly (DISCONNECT, so no Last Will) and release sockets.
@@ -390,8 +315,8 @@ class FleetPublisher:
         self._closing = True
         self._schedule.clear()
         for device in self._devices.values():
-            if device.client.socket() is not None:
-                device.client.disconnect()
+            if device.socket() is not None:
+                device.disconnect()
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         while self._open_sockets > 0 and time.monotonic() < deadline:
             self.pump(0.05)
@@ -402,7 +327,9 @@ class FleetPublisher:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def _publish(self, device: _Device, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    def _publish(
+        self, device: MqttDevice, topic: str, payload: bytes, qos: int, retain: bool
+    ) -> None:
         if self._closing:
             raise RuntimeError("the publisher is closed")
         limit = self._max_payload_bytes
@@ -411,60 +338,32 @@ class FleetPublisher:
             raise ValueError(
                 f"a {len(payload)}-byte payload exceeds the broker's maximum packet size"
             )
-        if device.connected and not device.backlog:
-            self._send(device, topic, payload, qos, retain)
-        else:
-            device.backlog.append((topic, payload, qos, retain))
+        device.publish(topic, payload, qos, retain)
         if qos > 0:
             self._published += 1
-
-    def _send(self, device: _Device, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        info = device.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            raise PublisherError(
-                f"elevator {device.identity.elevator!r} could not queue a message on {topic}: "
-                f"{mqtt.error_string(info.rc)}"
-            )
-        if qos == 0:
-            device.qos0_mids.add(info.mid)
 
     def _send_backlogs(self) -> None:
         """Send what devices queued while offline, after paho resent its unacknowledged ones."""
         devices, self._newly_connected = self._newly_connected, []
         for device in devices:
-            while device.connected and device.backlog:
-                self._send(device, *device.backlog.popleft())
+            device.send_backlog()
 
     def _outstanding(self) -> int:
         return self._published - self._acknowledged - self._refused
 
     # -- connecting ---------------------------------------------------------------------------
 
-    def _schedule_connect(self, device: _Device, due_s: float) -> None:
-        # A newer schedule entry makes older ones for the same device stale.
-        device.schedule_generation += 1
-        entry = (due_s, next(self._schedule_order), device, device.schedule_generation)
-        heapq.heappush(self._schedule, entry)
-
-    def _retry_delay_s(self, device: _Device) -> float:
-        doublings = min(device.failed_attempts, 16)  # bounded: 2.0 ** 1024 overflows
-        base_s = min(RECONNECT_MAX_DELAY_S, RECONNECT_MIN_DELAY_S * 2.0**doublings)
-        # Golden-ratio spread: devices retry at distinct fractions of the delay, not together.
-        spread = (device.index * _GOLDEN_RATIO_FRACTION) % 1.0
-        return base_s * (0.5 + 0.5 * spread)
-
     def _connect_due(self, now: float) -> None:
         budget_end = now + CONNECT_BUDGET_S
-        while self._schedule and self._schedule[0][0] <= now:
-            _, _, device, generation = heapq.heappop(self._schedule)
-            if generation != device.schedule_generation or self._closing:
+        while (device := self._schedule.pop_due(now)) is not None:
+            if self._closing:
                 continue
             try:
-                device.client.reconnect()
+                device.reconnect()
             except OSError as exc:
                 self._network_error = _describe_os_error(exc)
                 device.failed_attempts += 1
-                self._schedule_connect(device, time.monotonic() + self._retry_delay_s(device))
+                self._schedule_retry(device)
             if time.monotonic() >= budget_end:
                 break
 
@@ -483,23 +382,20 @@ class FleetPublisher:
                 "start it with `liftledger stack up` or fix LIFTLEDGER_MQTT_URL"
             )
 
-    def _abort_connection(self, device: _Device) -> None:
+    def _abort_connection(self, device: MqttDevice) -> None:
         """Close the device's socket without DISCONNECT, as a crash would; paho sees no event."""
-        if device.client.socket() is not None:
-            # connect_async() closes the current socket at once without sending DISCONNECT
-            # (documented: "any established connection will be terminated immediately"),
-            # and leaves the client in the state reconnect() expects next.
-            device.client.connect_async(self._host, self._port, self._keepalive_s)
-        if device.connected:
-            device.connected = False
+        if device.abort():
             self._connected -= 1
-        device.qos0_mids.clear()
+
+    def _schedule_retry(self, device: MqttDevice) -> None:
+        delay_s = retry_delay_s(device.failed_attempts, device.index)
+        self._schedule.schedule(device, time.monotonic() + delay_s)
 
     # -- event loop ---------------------------------------------------------------------------
 
     def _select_timeout_s(self, timeout_s: float) -> float:
         if self._schedule:
-            timeout_s = min(timeout_s, self._schedule[0][0] - time.monotonic())
+            timeout_s = min(timeout_s, self._schedule.earliest_s() - time.monotonic())
         return max(0.0, timeout_s)
 
     def _write_pending(self) -> None:
@@ -507,27 +403,27 @@ class FleetPublisher:
         if not self._want_write:
             return
         for device in list(self._want_write):
-            if device.write_watched:
+            if device in self._write_watched:
                 continue
-            device.client.loop_write()
-            if device in self._want_write and not device.write_watched:
-                sock = device.client.socket()
+            device.loop_write()
+            if device in self._want_write and device not in self._write_watched:
+                sock = device.socket()
                 if sock is None:
                     self._want_write.discard(device)
                     continue
                 events = selectors.EVENT_READ | selectors.EVENT_WRITE
                 self._selector.modify(sock, events, device)
-                device.write_watched = True
+                self._write_watched.add(device)
 
-    # -- paho callbacks -----------------------------------------------------------------------
+    # -- device callbacks ---------------------------------------------------------------------
 
-    def _on_socket_open(self, client: mqtt.Client, device: _Device, sock: SocketLike) -> None:
+    def _on_socket_open(self, device: MqttDevice, sock: FileDescriptorLike) -> None:
         self._selector.register(sock, selectors.EVENT_READ, device)
         self._open_sockets += 1
 
-    def _on_socket_close(self, client: mqtt.Client, device: _Device, sock: SocketLike) -> None:
+    def _on_socket_close(self, device: MqttDevice, sock: FileDescriptorLike) -> None:
         self._want_write.discard(device)
-        device.write_watched = False
+        self._write_watched.discard(device)
         if self._closed:
             return
         try:
@@ -536,83 +432,42 @@ class FleetPublisher:
             return
         self._open_sockets -= 1
 
-    def _on_socket_register_write(
-        self, client: mqtt.Client, device: _Device, sock: SocketLike
-    ) -> None:
+    def _on_socket_register_write(self, device: MqttDevice) -> None:
         # Writes are batched into the next pump instead of one send() inside publish().
         self._want_write.add(device)
 
-    def _on_socket_unregister_write(
-        self, client: mqtt.Client, device: _Device, sock: SocketLike
-    ) -> None:
+    def _on_socket_unregister_write(self, device: MqttDevice, sock: FileDescriptorLike) -> None:
         self._want_write.discard(device)
-        if device.write_watched:
-            device.write_watched = False
+        if device in self._write_watched:
+            self._write_watched.discard(device)
             if not self._closed:
                 self._selector.modify(sock, selectors.EVENT_READ, device)
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        device: _Device,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self._refusals[device.identity.elevator] = str(reason)
-            return
+    def _on_refused(self, device: MqttDevice, reason: str) -> None:
+        self._refusals[device.identity.elevator] = reason
+
+    def _on_connect(self, device: MqttDevice, max_payload_bytes: int | None) -> None:
         self._refusals.pop(device.identity.elevator, None)
         self._network_error = None
         self._ever_connected = True
-        if properties is not None and hasattr(properties, "MaximumPacketSize"):
-            limit = int(properties.MaximumPacketSize) - _PUBLISH_OVERHEAD_BYTES
-            self._max_payload_bytes = limit
-        device.connected = True
-        device.failed_attempts = 0
+        if max_payload_bytes is not None:
+            self._max_payload_bytes = max_payload_bytes
         self._connected += 1
-        if device.ever_connected:
+        if device.connections > 1:
             self._reconnects += 1
-        device.ever_connected = True
-        if not device.status_mids:
-            info = client.publish(device.status_topic, _online_status(), qos=1, retain=True)
-            device.status_mids.add(info.mid)
-        # else the previous connection's online status was never acknowledged: paho sends it
-        # again right after this callback, and a second one would only repeat it.
         self._newly_connected.append(device)
 
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        device: _Device,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        was_connected = device.connected
+    def _on_disconnect(self, device: MqttDevice, was_connected: bool) -> None:
         if was_connected:
-            device.connected = False
             self._connected -= 1
-        device.qos0_mids.clear()
         if self._closing:
             return
         if not was_connected:
             device.failed_attempts += 1
-        self._schedule_connect(device, time.monotonic() + self._retry_delay_s(device))
+        self._schedule_retry(device)
 
-    def _on_publish(
-        self,
-        client: mqtt.Client,
-        device: _Device,
-        mid: int,
-        reason: ReasonCode,
-        properties: Properties,
-    ) -> None:
-        if device.status_mids and mid in device.status_mids:
-            device.status_mids.discard(mid)
-        elif device.qos0_mids and mid in device.qos0_mids:
-            device.qos0_mids.discard(mid)
-        elif reason.is_failure:
+    def _on_answered(self, device: MqttDevice, refused: bool) -> None:
+        if refused:
             self._refused += 1
         else:
             self._acknowledged += 1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final, get_args
 
 from core.protocol import Mode
-from simulators.elevator import SIMULATED_FAULTS
+from simulators.faults import SIMULATED_FAULTS
 
 # How long each fault lasts when the scenario (or the random injector) does not say.
 DEFAULT_DURATION_S: Final[dict[str, float]] = {

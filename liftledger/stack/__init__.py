@@ -10,7 +10,9 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from core.db import create_engine_from_url, redacted, session_factory
+import psycopg
+
+from core.db import create_engine_from_url, libpq_url, redacted
 from core.errors import InstallError
 from core.migrate import current_revision
 from core.registry import elevator_topics
@@ -66,10 +68,10 @@ def registered_elevators(settings: Settings) -> list[tuple[str, str]]:
     try:
         if current_revision(engine) is None:
             return []
-        with session_factory(engine)() as session:
-            return elevator_topics(db_session=session)
     finally:
         engine.dispose()
+    with psycopg.connect(libpq_url(settings.resolved_database_url())) as conn:
+        return elevator_topics(conn)
 
 
 def up(settings: Settings, *, say: Say) -> None:

@@ -17,11 +17,11 @@ from reports.compute import (
     ALERT_COLUMNS,
     ELEVATOR_COLUMNS,
     RECORD_COLUMNS,
-    Report,
     availability_report,
     maintenance_report,
     sla_report,
 )
+from reports.report import Report
 
 START = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 END = START + dt.timedelta(days=1)  # a period of 86,400 s
@@ -694,7 +694,7 @@ def test_csv_has_a_header_iso_times_and_empty_cells_for_missing() -> None:
     "text", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
 )
 def test_a_csv_text_cell_that_a_spreadsheet_would_run_as_a_formula_is_escaped(text: str) -> None:
-    from reports.compute import Report  # noqa: PLC0415
+    from reports.report import Report  # noqa: PLC0415
 
     at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     table = pd.DataFrame({"building": [text, "Bldg 1"], "downtime_s": [-0.5, 12.0]})
