@@ -4,13 +4,16 @@ Unit tests need no service. Integration tests (`tests/integration`) talk to the 
 TimescaleDB, Mosquitto and Anvil that `liftledger stack up` starts (`make test` does that
 first); when a service does not answer they fail with the reason instead of skipping.
 Each test session works in its own database, `<name>_test`, migrated from scratch (which
-grants the service roles their privileges), and each database test runs inside a transaction
-that is rolled back. Services under test connect as their own roles (`service_database_urls`).
+grants the service roles their privileges). A test that needs no other connection to see its
+rows works in one transaction that is rolled back (`conn`, or `db_session` for the ORM); one
+whose rows a process under test must read commits them, under ids of its own
+(`tests.factories`). Services under test connect as their own roles (`service_database_urls`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -92,3 +95,15 @@ def db_session(engine: Engine) -> Iterator[Session]:
         finally:
             session.close()
             transaction.rollback()
+
+
+@pytest.fixture
+def conn(test_database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the test database inside a transaction that is rolled back after the
+    test. Its `transaction()` blocks are savepoints and `commit()` is refused, so nothing the
+    test writes outlives it or is seen by another connection."""
+    with (
+        psycopg.connect(libpq_url(test_database_url)) as connection,
+        connection.transaction(force_rollback=True),
+    ):
+        yield connection

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +19,14 @@ import psycopg
 import uvicorn
 
 from accounts.tokens import issue_token
-from accounts.users import create_user
 from api.app import create_app
 from core.db import libpq_url
 from core.faults import FAULT_TYPES
 from core.settings import Settings, load_settings
 from liftledger.api_app import broker_account_hook
+from liftledger.ledger_sources import LEDGER_SOURCES
 from liftledger.services.api import server_config
+from tests.factories import add_elevator, add_user
 from tests.integration.cli_helpers import free_port
 
 
@@ -46,6 +46,7 @@ def running_api(
     config = server_config(
         create_app(
             settings,
+            ledger_sources=LEDGER_SOURCES,
             on_registry_change=broker_account_hook(settings) if broker_accounts else None,
         ),
         settings, host="127.0.0.1", port=port, log_level="warning",
@@ -100,23 +101,18 @@ def add_person(
     signer: str | None = None,
 ) -> Person:
     """Create a user (committed) and a token for them."""
-    name = f"{role}-{uuid.uuid4().hex[:8]}"
-    user = create_user(conn, username=name, role=role, sites=sites or [], password=password,
-                       signer_address=signer)  # fmt: skip
+    user = add_user(conn, role, sites=sites or [], password=password, signer_address=signer)
     conn.commit()
-    token = issue_token(name, secret=settings.secret("jwt_secret"), now=dt.datetime.now(dt.UTC))
-    return Person(name, user.id, role, token)
+    token = issue_token(
+        user.username, secret=settings.secret("jwt_secret"), now=dt.datetime.now(dt.UTC)
+    )
+    return Person(user.username, user.id, role, token)
 
 
 def add_site_with_elevator(conn: psycopg.Connection[Any], prefix: str) -> tuple[str, str]:
     """A new site with one elevator (committed); returns (site, elevator)."""
-    suffix = uuid.uuid4().hex[:8]
-    site, elevator = f"{prefix}-{suffix}", f"{prefix}-el-{suffix}"
-    conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (site, f"Site {prefix}"))
-    conn.execute(
-        "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
-        "rated_speed_mps, rated_load_kg) VALUES (%s, %s, 'Bldg 1', 1, 9, 1.0, 800)",
-        (elevator, site),
+    site, elevator = add_elevator(
+        conn, prefix=prefix, site_name=f"Site {prefix}", building="Bldg 1"
     )
     conn.commit()
     return site, elevator

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from core.credentials import device_credentials
 from core.settings import Settings
 from liftledger import stack
-from simulators.publisher import DeviceIdentity, FleetPublisher
+from simulators.mqtt_device import DeviceIdentity
+from simulators.publisher import FleetPublisher
 
 WAIT_S = 20.0
 

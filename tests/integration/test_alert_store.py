@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -23,43 +22,27 @@ from alerts.store import (
 )
 from core.db import libpq_url
 from core.faults import Severity, resolve_thresholds
-from ledger.entries import PendingEntry, append_entries, content_hash, leaf_hash
+from ledger.entries import PendingEntry, append_entries, content_hash
+from ledger.merkle import hash_leaf
+from tests.factories import add_elevator, add_site, add_user
 
 T0 = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
 THRESHOLDS = resolve_thresholds()
 
 
 @pytest.fixture
-def conn(test_database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection whose work is rolled back after the test."""
-    with psycopg.connect(libpq_url(test_database_url)) as connection:
-        yield connection
-        connection.rollback()
-
-
-@pytest.fixture
 def elevator(conn: psycopg.Connection[Any]) -> str:
     """A registered elevator of its own site; returns its id."""
     suffix = uuid.uuid4().hex[:8]
-    site, elevator = f"st-{suffix}", f"el-{suffix}"
-    conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (site, "Store test"))
-    conn.execute(
-        "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
-        "rated_speed_mps, rated_load_kg, created_at) VALUES (%s, %s, 'B1', 1, 10, 1.0, 800, %s)",
-        (elevator, site, T0 - dt.timedelta(days=1)),
-    )
-    return elevator
+    return add_elevator(conn, f"el-{suffix}", site=f"st-{suffix}", site_name="Store test",
+                        building="B1", highest_floor=10,
+                        created_at=T0 - dt.timedelta(days=1)).elevator  # fmt: skip
 
 
 @pytest.fixture
 def crew(conn: psycopg.Connection[Any]) -> int:
     """A crew member's user id."""
-    row = conn.execute(
-        "INSERT INTO users (username, role) VALUES (%s, 'crew') RETURNING id",
-        (f"crew-{uuid.uuid4().hex[:8]}",),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return add_user(conn, "crew", sites=[add_site(conn)]).id
 
 
 def _signal(
@@ -286,7 +269,7 @@ def test_alert_events_become_ledger_entries_whose_hashes_match(
     _, kind, _, _, canonical, digest, leaf = row
     assert kind == "alert_event"
     assert bytes(digest) == content_hash(bytes(canonical))
-    assert bytes(leaf) == leaf_hash(bytes(digest))
+    assert bytes(leaf) == hash_leaf(bytes(digest))
     body = json.loads(bytes(canonical))
     assert body["event"] == "opened"
     assert body["elevator"] == elevator

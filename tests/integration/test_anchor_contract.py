@@ -10,7 +10,7 @@ from eth_account import Account
 
 from core.settings import Settings
 from ledger.chain import ChainClient, ChainRefused
-from ledger.deploy import wait_for_receipt
+from ledger.chain_protocol import wait_for_receipt
 from ledger.merkle import MerkleLog, hash_leaf
 from liftledger.stack.anvil import rpc_call
 

@@ -26,9 +26,10 @@ from core.db import libpq_url
 from core.settings import Settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
-from ledger.deploy import deploy_contract
+from ledger.deploy import contract_chain, deploy_contract
 from ledger.entries import PendingEntry, append_entries
 from ledger.verify import verify_log
+from liftledger.ledger_sources import LEDGER_SOURCES
 from liftledger.stack.anvil import anchorer_address, rpc_call
 from liftledger.stack.install import ensure_npm_tools
 from tests.integration.cli_helpers import REPO, free_port
@@ -78,7 +79,7 @@ def setup(
         chain = ChainClient(private_chain)
         deployment = deploy_contract(conn, chain, key=key)
         _append(conn, 3)
-        yield conn, ChainClient(private_chain, contract_address=deployment.address), key
+        yield conn, contract_chain(private_chain, address=deployment.address), key
 
 
 def _append(conn: psycopg.Connection[Any], count: int) -> int:
@@ -129,7 +130,7 @@ def test_a_lost_anchor_is_noticed_after_a_restart_and_the_same_bytes_are_sent_ag
     assert receipt is not None
     assert receipt.block_hash == bytes(block_hash)
     assert chain.head()[0] == size
-    report = verify_log(conn, chain)
+    report = verify_log(conn, chain, sources=LEDGER_SOURCES)
     assert report.ok, report.render()
     assert report.anchored_size == size
 
@@ -162,7 +163,7 @@ def test_a_lost_anchor_whose_nonce_was_taken_is_anchored_again_with_a_new_nonce(
     assert bytes(rows[1][3]) != bytes(lost_tx)
     assert chain.head()[0] == size
     assert [e.tree_size for e in chain.anchored_events()] == [size]
-    report = verify_log(conn, chain)
+    report = verify_log(conn, chain, sources=LEDGER_SOURCES)
     assert report.ok, report.render()
 
 
@@ -199,4 +200,4 @@ def test_a_chain_that_loses_an_anchor_while_the_anchorer_runs_is_noticed(
     assert anchorer.step(conn) == "anchored"
     assert [(r[0], bytes(r[3])) for r in _anchors(conn, chain)] == [("confirmed", bytes(tx_hash))]
     assert chain.head()[0] == size
-    assert verify_log(conn, chain).ok
+    assert verify_log(conn, chain, sources=LEDGER_SOURCES).ok

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,10 +29,13 @@ from core.faults import Severity, resolve_thresholds
 from core.settings import Settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
-from ledger.deploy import deploy_contract
-from ledger.entries import PendingEntry, append_entries, content_hash, leaf_hash
+from ledger.deploy import contract_chain, deploy_contract
+from ledger.entries import PendingEntry, append_entries, content_hash
+from ledger.merkle import hash_leaf
 from ledger.verify import verify_entry, verify_log
+from liftledger.ledger_sources import LEDGER_SOURCES
 from liftledger.stack.anvil import LocalAnvil, rpc_call
+from tests.factories import add_elevator
 from tests.integration.cli_helpers import REPO, clean_environment
 
 T0 = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
@@ -47,18 +49,11 @@ def ledger(
     """A fresh contract, 12 new committed alert events in the ledger; yields the connection,
     the chain client and the seqs of the new entries."""
     url = libpq_url(test_database_url)
-    suffix = uuid.uuid4().hex[:8]
-    site, elevator = f"au-{suffix}", f"au-el-{suffix}"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO sites (id, name) VALUES (%s, 'Audit test')", (site,))
-        conn.execute(
-            "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
-            "rated_speed_mps, rated_load_kg) VALUES (%s, %s, 'B', 1, 9, 1.0, 800)",
-            (elevator, site),
-        )
+        site, elevator = add_elevator(conn, prefix="au", site_name="Audit test")
         chain = ChainClient(stack_settings.resolved_chain_url())
         deployment = deploy_contract(conn, chain, key=stack_settings.secret("anchorer_key"))
-        chain = ChainClient(chain.url, contract_address=deployment.address)
+        chain = contract_chain(chain.url, address=deployment.address)
         seqs: list[int] = []
         for n in range(12):
             kind = "raise" if n % 2 == 0 else "clear"
@@ -106,10 +101,10 @@ def test_the_anchorer_anchors_the_log_and_the_audit_passes(
         (chain.address,),
     ).fetchall()
     assert row == [("confirmed", True, 0)]
-    report = verify_log(conn, chain)
+    report = verify_log(conn, chain, sources=LEDGER_SOURCES)
     assert report.ok, report.render()
     assert report.anchored_size == size
-    entry = verify_entry(conn, chain, seqs[5])
+    entry = verify_entry(conn, chain, seqs[5], sources=LEDGER_SOURCES)
     assert entry.ok, entry.render()
     assert entry.anchored_size == size
 
@@ -125,7 +120,7 @@ def _problems_after(
 ) -> list[tuple[int | None, str]]:
     with conn.transaction(force_rollback=True):
         _tampered(conn, *statements)
-        report = verify_log(conn, chain)
+        report = verify_log(conn, chain, sources=LEDGER_SOURCES)
     return [(p.seq, p.kind) for p in report.problems]
 
 
@@ -190,7 +185,7 @@ def test_a_rewritten_entry_with_recomputed_hashes_is_named_by_the_next_link(
         (
             "UPDATE ledger_entries SET canonical = %s, content_hash = %s, leaf_hash = %s "
             "WHERE seq = %s",
-            (forged, digest, leaf_hash(digest), target),
+            (forged, digest, hash_leaf(digest), target),
         ),
     )
     assert (target + 1, "out_of_order") in problems
@@ -368,4 +363,4 @@ def test_entries_wait_while_the_chain_is_down_and_are_anchored_once_when_it_retu
     assert statuses == [("confirmed",), ("confirmed",)]
     assert [e.tree_size for e in chain.anchored_events()] == [first_size, total[0]]
     conn.rollback()
-    assert verify_log(conn, chain).ok
+    assert verify_log(conn, chain, sources=LEDGER_SOURCES).ok

@@ -35,6 +35,7 @@ from simulators.fleet import Fleet
 from simulators.publisher import FleetPublisher
 from simulators.runner import MqttSink, run_fleet
 from simulators.scenario import ScheduledFault
+from tests.factories import add_site
 from tests.integration.broker_accounts import broker_devices, identities
 from tests.integration.cli_helpers import CLI, REPO, clean_environment, free_port, run_cli
 from tests.integration.collector_process import CollectorProcess
@@ -178,7 +179,7 @@ def test_a_trapped_passenger_is_rescued_and_every_step_verifies_on_chain(
     # The operator's registry: the sites (CSV import in production), then the API.
     with psycopg.connect(libpq_url(test_database_url), autocommit=True) as conn:
         for site_id in (site, other_site):
-            conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (site_id, site_id))
+            add_site(conn, site_id)
     _, tower, *_ = CASES[FAULT]
     created = api.http.post("/api/v1/elevators", headers=admin, json={
         "id": elevator, "site_id": site, "building": "Tower 1",

@@ -25,6 +25,7 @@ from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
 from ledger.deploy import deploy_contract
 from maintenance.records import MaintenanceRecordInput, SigningDomain, new_nonce, sign_record
+from tests.factories import add_samples
 from tests.integration.api_helpers import (
     Person,
     add_alert,
@@ -73,15 +74,12 @@ def setup(stack_settings: Settings, test_database_url: str) -> Iterator[Setup]:
 
 
 def _samples(conn: psycopg.Connection[Any], elevator: str, count: int) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO telemetry (time, received_at, elevator_id, boot, seq, floor, pos_m, "
-            "speed_mps, dir, door, door_zone, door_lock, safety_chain, power, load_kg, "
-            "occupied, mode) VALUES (%s, %s, %s, 'b1', %s, %s, 0, %s, 'idle', 'closed', true, "
-            "true, true, 'mains', 70, true, 'normal')",
-            [(T0 + dt.timedelta(seconds=10 * n), T0, elevator, n, 1 + n % 5, 1.0 if n % 2 else 0.0)
-             for n in range(count)],
-        )  # fmt: skip
+    add_samples(conn, elevator, [
+        {"time": T0 + dt.timedelta(seconds=10 * n), "received_at": T0, "seq": n,
+         "floor": 1 + n % 5, "pos_m": 0, "speed_mps": 1.0 if n % 2 else 0.0, "load_kg": 70,
+         "occupied": True}
+        for n in range(count)
+    ])  # fmt: skip
     conn.commit()
 
 
@@ -109,6 +107,17 @@ def test_telemetry_pages_cover_every_sample_once_and_buckets_count_them(setup: S
     too_fine = setup.http.get(path, params=a_year_in_seconds, headers=setup.crew.headers)
     assert too_fine.status_code == 422
     assert too_fine.json()["field"] == "bucket"
+
+
+def test_the_largest_telemetry_page_the_schema_allows_is_answered(setup: Setup) -> None:
+    # A page of `limit` reads `limit + 1` samples to know whether another follows: the
+    # largest page must not trip the read's own bound (it answered 500 once).
+    params: dict[str, Any] = {"start": T0.isoformat(), "limit": 10_000,
+                              "end": (T0 + dt.timedelta(hours=1)).isoformat()}  # fmt: skip
+    answer = setup.http.get(f"/api/v1/elevators/{setup.elevator}/telemetry", params=params,
+                            headers=setup.crew.headers)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["next_cursor"] is None
 
 
 def test_alert_pages_never_repeat_or_skip_an_alert(setup: Setup) -> None:

@@ -30,6 +30,7 @@ from core.db import libpq_url
 from core.settings import Settings, load_settings
 from ledger.chain import ChainClient
 from ledger.deploy import deploy_contract
+from liftledger.ledger_sources import LEDGER_SOURCES
 from tests.integration.api_helpers import (
     Person,
     add_alert,
@@ -68,9 +69,9 @@ def api_people(stack_settings: Settings, test_database_url: str) -> Iterator[dic
 
 # The schema comes from the application itself (building it connects to nothing); the
 # requests go to a real server on the test database.
-schema = schemathesis.openapi.from_dict(create_app(load_settings()).openapi()).exclude(
-    path="/api/v1/alerts/stream"
-)
+schema = schemathesis.openapi.from_dict(
+    create_app(load_settings(), ledger_sources=LEDGER_SOURCES).openapi()
+).exclude(path="/api/v1/alerts/stream")
 
 
 @pytest.mark.integration

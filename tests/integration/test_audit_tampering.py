@@ -28,7 +28,7 @@ from eth_account import Account
 from psycopg import sql
 from web3.exceptions import ContractCustomError
 
-import ledger.verify
+import alerts.entries
 from alerts.detector import AlertSignal
 from alerts.store import advance_workflow, apply_signal, record_in_ledger
 from core.db import create_engine_from_url, libpq_url
@@ -37,12 +37,15 @@ from core.migrate import upgrade
 from core.settings import Settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient, artifact
-from ledger.deploy import deploy_contract
-from ledger.entries import content_hash, entry_bytes, leaf_hash
+from ledger.deploy import contract_chain, deploy_contract
+from ledger.entries import content_hash, entry_bytes
+from ledger.merkle import hash_leaf
 from ledger.pin import pin_file
 from ledger.verify import verify_log
+from liftledger.ledger_sources import LEDGER_SOURCES
 from liftledger.stack.anvil import rpc_call
 from maintenance.records import MaintenanceRecordInput, file_record
+from tests.factories import add_elevator, add_user
 from tests.integration.api_helpers import add_person, client, running_api
 from tests.integration.cli_helpers import clean_environment, run_cli
 
@@ -146,25 +149,14 @@ def world(stack_settings: Settings, template: str) -> Iterator[World]:
     conn = psycopg.connect(url, autocommit=True)
     key = stack_settings.secret("anchorer_key")
     try:
-        suffix = uuid.uuid4().hex[:6]
-        names = {"site": f"tam-{suffix}", "elevator": f"tam-el-{suffix}"}
-        conn.execute("INSERT INTO sites (id, name) VALUES (%s, 'Tamper')", (names["site"],))
-        conn.execute(
-            "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
-            "rated_speed_mps, rated_load_kg) VALUES (%s, %s, 'B', 1, 9, 1.0, 800)",
-            (names["elevator"], names["site"]),
-        )
-        crew = conn.execute(
-            "INSERT INTO users (username, role) VALUES (%s, 'crew') RETURNING id",
-            (f"crew-{suffix}",),
-        ).fetchone()
-        assert crew is not None
-        crew_id = int(crew[0])
+        placed = add_elevator(conn, prefix="tam", site_name="Tamper")
+        names = {"site": placed.site, "elevator": placed.elevator}
+        crew_id = add_user(conn, "crew", sites=[placed.site]).id
         chain = ChainClient(stack_settings.resolved_chain_url())
         admin_address = Account.from_key("0x" + secrets.token_hex(32)).address
         deployment = deploy_contract(conn, chain, key=key, admin=admin_address,
                                      separate_admin=True)  # fmt: skip
-        chain = ChainClient(chain.url, contract_address=deployment.address)
+        chain = contract_chain(chain.url, address=deployment.address)
         base = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
 
         def at(minutes: float) -> dt.datetime:
@@ -220,7 +212,7 @@ def _owner(conn: psycopg.Connection[Any], *statements: tuple[str, tuple[Any, ...
 
 def _rewrite(conn: psycopg.Connection[Any], seq: int, canonical: bytes) -> bytes:
     digest = content_hash(canonical)
-    leaf = leaf_hash(digest)
+    leaf = hash_leaf(digest)
     _owner(conn, ("UPDATE ledger_entries SET canonical = %s, content_hash = %s, leaf_hash = %s "
                   "WHERE seq = %s", (canonical, digest, leaf, seq)))  # fmt: skip
     return leaf
@@ -344,7 +336,7 @@ def _tamper_second_contract(w: World) -> list[Finding]:
     rpc_call(w.chain.url, "anvil_setBalance", [insider.address, hex(10**18)])
     second = deploy_contract(w.conn, ChainClient(w.chain.url), key=insider.key.hex())
     _rewrite_suffix(w.conn, FIRST_BATCH, w.size)
-    forged = ChainClient(w.chain.url, contract_address=second.address)
+    forged = contract_chain(w.chain.url, address=second.address)
     _anchor(w.conn, forged, insider.key.hex())
     assert forged.head()[0] == w.size
     return [(None, "contract_mismatch", None), (FIRST_BATCH, "rewritten", None)]
@@ -386,7 +378,9 @@ def _cli_line(finding: Finding) -> re.Pattern[str]:
 
 
 def test_the_untouched_history_verifies(world: World, stack_settings: Settings) -> None:
-    report = verify_log(world.conn, world.chain, chain_id=stack_settings.chain_id)
+    report = verify_log(
+        world.conn, world.chain, chain_id=stack_settings.chain_id, sources=LEDGER_SOURCES
+    )
     assert report.ok, report.render()
     assert report.anchored_size == world.size
     assert report.anchors_checked == 2
@@ -407,7 +401,7 @@ def test_alerts_committed_while_the_audit_reads_raise_no_false_alarm(
     ).fetchone()
     assert power is not None
     names = {"site": world.site, "elevator": world.elevator}
-    read_alerts = ledger.verify._alert_problems
+    read_alerts = alerts.entries._alert_problems
     committed: list[int] = []
 
     def commit_while_reading(conn: psycopg.Connection[Any], states: Any) -> Any:
@@ -417,15 +411,19 @@ def test_alerts_committed_while_the_audit_reads_raise_no_false_alarm(
         )
         return read_alerts(conn, states)
 
-    monkeypatch.setattr(ledger.verify, "_alert_problems", commit_while_reading)
+    monkeypatch.setattr(alerts.entries, "_alert_problems", commit_while_reading)
     with psycopg.connect(world.url, autocommit=autocommit) as audit:
-        report = verify_log(audit, world.chain, chain_id=stack_settings.chain_id)
+        report = verify_log(
+            audit, world.chain, chain_id=stack_settings.chain_id, sources=LEDGER_SOURCES
+        )
         assert audit.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert committed, "the concurrent commits did not run"
     assert report.ok, report.render()
     assert report.entries == world.size
     monkeypatch.undo()
-    after = verify_log(world.conn, world.chain, chain_id=stack_settings.chain_id)
+    after = verify_log(
+        world.conn, world.chain, chain_id=stack_settings.chain_id, sources=LEDGER_SOURCES
+    )
     assert after.ok, after.render()
     assert after.entries == world.size + 2
 
@@ -437,7 +435,9 @@ def test_tampering_is_named_by_the_cli_and_the_api(
     expected = TAMPERING[row](world)
     pinned = str(world.chain.address)
 
-    report = verify_log(world.conn, world.chain, chain_id=stack_settings.chain_id)
+    report = verify_log(
+        world.conn, world.chain, chain_id=stack_settings.chain_id, sources=LEDGER_SOURCES
+    )
     problems = [
         {"seq": p.seq, "kind": p.kind, "alert_id": p.alert_id, "source_table": p.source_table,
          "source_id": p.source_id} for p in report.problems
@@ -471,7 +471,9 @@ def test_the_sla_report_and_the_alert_read_columns_the_audit_checks(
 ) -> None:
     """The forged row the SLA report would read is the row the audit names."""
     _tamper_alert_row(world)
-    report = verify_log(world.conn, world.chain, chain_id=stack_settings.chain_id)
+    report = verify_log(
+        world.conn, world.chain, chain_id=stack_settings.chain_id, sources=LEDGER_SOURCES
+    )
     [problem] = [p for p in report.problems if p.kind == "alert_state"]
     assert problem.alert_id == world.rescue_alert
     for column in ("severity", "status", "acknowledged_at", "on_site_at", "closed_at"):

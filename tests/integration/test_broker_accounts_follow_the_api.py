@@ -15,6 +15,7 @@ from core.credentials import device_credentials
 from core.db import libpq_url
 from core.settings import Settings
 from liftledger import stack
+from tests.factories import add_site
 from tests.integration.api_helpers import add_person, client, running_api
 from tests.integration.mqtt_helpers import connect
 
@@ -47,7 +48,7 @@ def test_an_elevator_added_and_deactivated_through_the_api_changes_its_broker_ac
     suffix = uuid.uuid4().hex[:8]
     site, elevator = f"brk-{suffix}", f"brk-el-{suffix}"
     with psycopg.connect(libpq_url(test_database_url), autocommit=True) as conn:
-        conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (site, site))
+        add_site(conn, site)
         admin = add_person(conn, stack_settings, "admin")
     assert not _accepted(stack_settings, elevator)
     try:

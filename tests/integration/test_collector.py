@@ -15,12 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import msgspec
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
+from core.db import libpq_url
 from core.protocol import topic_for
 from core.registry import ParsedRegistry, upsert_registry
 from core.settings import Settings
@@ -28,6 +28,7 @@ from liftledger.stack import local_postgres
 from liftledger.stack.mosquitto import LocalMosquitto
 from simulators.bad_input import bad_message
 from simulators.publisher import FleetPublisher
+from tests.factories import sample_payload
 from tests.integration.broker_accounts import broker_devices, identities
 from tests.integration.collector_process import CollectorProcess
 
@@ -40,30 +41,7 @@ DISTURBED_PUBLISH_S = 25.0  # publishing still runs when the disturbance comes
 
 
 def _sample(boot: str, seq: int) -> bytes:
-    return msgspec.json.encode(
-        {
-            "v": 1,
-            "boot": boot,
-            "seq": seq,
-            "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            "floor": 3,
-            "pos_m": 6.0,
-            "speed_mps": 0.0,
-            "dir": "idle",
-            "door": "closed",
-            "door_zone": True,
-            "door_lock": True,
-            "safety_chain": True,
-            "power": "mains",
-            "load_kg": 0.0,
-            "occupied": False,
-            "mode": "normal",
-            "vib_mg": 1.5,
-            "motor_c": 30.0,
-            "brake_c": 28.0,
-            "level_mm": 0.0,
-        }
-    )
+    return sample_payload(boot=boot, seq=seq, vib_mg=1.5, motor_c=30.0, brake_c=28.0, level_mm=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +66,8 @@ def ingest(stack_settings: Settings, test_database_url: str, engine: Engine) -> 
                 "thresholds": {},
             }
         )
-    with engine.begin() as connection:
-        upsert_registry(registry, db_session=Session(bind=connection))
+    with psycopg.connect(libpq_url(test_database_url)) as conn:
+        upsert_registry(conn, registry)
     with broker_devices(stack_settings, [*DEVICES, *GHOSTS]):
         yield test_database_url
 

@@ -11,6 +11,7 @@ import httpx
 
 from core.settings import Settings
 from tests.integration.cli_helpers import REPO, clean_environment, free_port
+from tests.integration.databases import migrated_database
 
 LISTEN = "0A"
 
@@ -52,3 +53,40 @@ def test_collector_metrics_listen_on_loopback_by_default(
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_a_partition_that_holds_no_site_yet_connects_and_stays_up(
+    stack_settings: Settings,
+) -> None:
+    """A collector whose partition holds no registered site (a new fleet, a fleet smaller than
+    the partition count) subscribes to nothing and waits; it neither crashes nor exits."""
+    port = free_port()
+    with migrated_database(stack_settings, "empty_partition") as database_url:
+        env = clean_environment(
+            LIFTLEDGER_DATA_DIR=str(stack_settings.data_dir), LIFTLEDGER_DATABASE_URL=database_url
+        )
+        # Partition 6 of 8, an account no other test uses; the database registers no site.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "liftledger", "collector", "--partition", "6/8",
+             "--metrics-port", str(port)],
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            connected = False
+            while not connected:
+                assert process.poll() is None, process.stderr and process.stderr.read()
+                assert time.monotonic() < deadline, "the collector never reported connected"
+                time.sleep(0.2)
+                try:
+                    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                except httpx.TransportError:
+                    continue
+                connected = "liftledger_ingest_broker_connected 1.0" in body
+            time.sleep(2)  # a crash in the connect callback would show within this
+            assert process.poll() is None, "the collector exited after connecting"
+        finally:
+            process.terminate()
+            process.wait(30)
+            if process.stderr is not None:
+                process.stderr.close()

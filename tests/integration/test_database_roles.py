@@ -30,7 +30,8 @@ from core.db_roles import (
 from core.errors import ConfigError
 from core.migrate import alembic_config, upgrade
 from core.settings import Settings
-from ledger.entries import PendingEntry, append_entries, content_hash, entry_bytes, leaf_hash
+from ledger.entries import PendingEntry, append_entries, content_hash, entry_bytes
+from ledger.merkle import hash_leaf
 from tests.integration.api_helpers import add_site_with_elevator, running_api
 from tests.integration.cli_helpers import REPO, clean_environment
 from tests.integration.collector_process import CollectorProcess
@@ -119,7 +120,7 @@ def test_a_temporary_table_named_like_the_ledger_does_not_move_its_chain_trigger
             conn.execute(
                 "INSERT INTO public.ledger_entries (seq, kind, source_table, source_id, "
                 "canonical, content_hash, leaf_hash) VALUES (%s, 'test', 'test', 1, %s, %s, %s)",
-                (ahead + 1, canonical, digest, leaf_hash(digest)),
+                (ahead + 1, canonical, digest, hash_leaf(digest)),
             )
     with psycopg.connect(libpq_url(test_database_url)) as conn:
         assert conn.execute("SELECT max(seq) FROM ledger_entries").fetchone() == (ahead - 1000,)

@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
+from alerts.detector import STREAM_TYPES
 from core.credentials import ALERT_READER_USERNAME, PLATFORM_USERNAME, service_credentials
 from core.db import libpq_url
 from core.faults import FAULTS_BY_NAME
@@ -47,7 +47,7 @@ from tests.simulators.test_fault_signatures import CASES
 SITE = "e2e-site"
 FAST = 120.0
 WAIT_S = 90.0
-STREAM_FAULTS = sorted(set(CASES) - {"maintenance_overdue"})
+STREAM_FAULTS = sorted(STREAM_TYPES)
 IGNORE_SKEW = {"clock_skew_s": 1e9}
 
 
@@ -80,7 +80,7 @@ def _spec(fault: str, run: str) -> ElevatorSpec:
     return dataclasses.replace(CASES[fault][1], site=SITE, elevator=_elevator_id(fault, run))
 
 
-def _register(engine: Engine, run: str) -> None:
+def _register(database_url: str, run: str) -> None:
     registry = ParsedRegistry()
     registry.sites[SITE] = {"id": SITE, "name": "End-to-end", "district": None}
     for fault in STREAM_FAULTS:
@@ -103,8 +103,8 @@ def _register(engine: Engine, run: str) -> None:
                 "thresholds": {} if fault == "clock_skew" else IGNORE_SKEW,
             }
         )
-    with engine.begin() as connection:
-        upsert_registry(registry, db_session=Session(bind=connection))
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        upsert_registry(conn, registry)
 
 
 def _simulate(settings: Settings, group: Group, run: str, errors: list[BaseException]) -> None:
@@ -149,7 +149,7 @@ def e2e_run(
     """Run every fault once through the whole pipeline; yields the run id and the alert
     topic subscriber."""
     run = uuid.uuid4().hex[:6]
-    _register(engine, run)
+    _register(test_database_url, run)
     devices = [(SITE, _elevator_id(fault, run)) for fault in STREAM_FAULTS]
     reader = service_credentials(stack_settings.secret("mqtt_secret"), ALERT_READER_USERNAME)
     stop = threading.Event()

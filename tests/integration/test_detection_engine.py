@@ -11,7 +11,6 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import msgspec
 import psycopg
 import pytest
 
@@ -20,38 +19,26 @@ from core.db import libpq_url
 from core.messages import Event, Sample
 from ingest.validate import validate
 from ingest.writer import Batch, BatchWriter
+from tests.factories import add_elevator, event_payload, sample_payload
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-HEALTHY = {
-    "v": 1, "floor": 3, "pos_m": 6.0, "speed_mps": 0.0, "dir": "idle", "door": "closed",
-    "door_zone": True, "door_lock": True, "safety_chain": True, "power": "mains",
-    "load_kg": 0.0, "occupied": False, "mode": "normal",
-}  # fmt: skip
 TRAPPED = {"occupied": True, "door_zone": False, "pos_m": 7.4, "load_kg": 80.0}
 
 
 @pytest.fixture
 def elevator(test_database_url: str) -> tuple[str, str]:
-    suffix = uuid.uuid4().hex[:8]
-    site, elevator = f"de-{suffix}", f"de-el-{suffix}"
-    with psycopg.connect(libpq_url(test_database_url)) as conn:
-        conn.execute("INSERT INTO sites (id, name) VALUES (%s, 'Engine test')", (site,))
-        conn.execute(
-            "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
-            "rated_speed_mps, rated_load_kg) VALUES (%s, %s, 'B', 1, 9, 1.0, 800)",
-            (elevator, site),
-        )
-    return site, elevator
+    with psycopg.connect(libpq_url(test_database_url)) as conn:  # committed: the writer reads it
+        return add_elevator(conn, prefix="de", site_name="Engine test")
 
 
 def _batch(site: str, elevator: str, boot: str, seconds: range, **fields: Any) -> Batch:
     batch = Batch()
     for second in seconds:
-        body = {**HEALTHY, **fields, "boot": boot, "seq": second,
-                "ts": (NOW + dt.timedelta(seconds=second)).isoformat()}  # fmt: skip
+        payload = sample_payload(boot=boot, seq=second, ts=NOW + dt.timedelta(seconds=second),
+                                 **fields)  # fmt: skip
         outcome = validate(
             f"lift/v1/{site}/{elevator}/telemetry",
-            msgspec.json.encode(body),
+            payload,
             received_at=NOW + dt.timedelta(seconds=second),
             sites_by_elevator={elevator: site},
         )
@@ -61,11 +48,11 @@ def _batch(site: str, elevator: str, boot: str, seconds: range, **fields: Any) -
 
 
 def _alarm(site: str, elevator: str, boot: str, second: int) -> Event:
-    body = {"v": 1, "boot": boot, "seq": 10_000 + second, "type": "alarm_button",
-            "ts": (NOW + dt.timedelta(seconds=second)).isoformat()}  # fmt: skip
+    payload = event_payload("alarm_button", boot=boot, seq=10_000 + second,
+                            ts=NOW + dt.timedelta(seconds=second))  # fmt: skip
     outcome = validate(
         f"lift/v1/{site}/{elevator}/event",
-        msgspec.json.encode(body),
+        payload,
         received_at=NOW + dt.timedelta(seconds=second),
         sites_by_elevator={elevator: site},
     )

@@ -16,7 +16,6 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from alerts.store import escalate_due
 from core.db import libpq_url
@@ -36,7 +35,7 @@ SIM_S = 200.0
 WAIT_S = 60.0
 
 
-def _register(engine: Engine, elevator: str) -> None:
+def _register(database_url: str, elevator: str) -> None:
     registry = ParsedRegistry()
     registry.sites[SITE] = {"id": SITE, "name": "Restart", "district": None}
     registry.elevators.append(
@@ -49,8 +48,8 @@ def _register(engine: Engine, elevator: str) -> None:
             "thresholds": {"clock_skew_s": 1e9},
         }
     )  # fmt: skip
-    with engine.begin() as connection:
-        upsert_registry(registry, db_session=Session(bind=connection))
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        upsert_registry(conn, registry)
 
 
 def _trapped_alerts(conn: psycopg.Connection[Any], elevator: str) -> list[tuple[Any, ...]]:
@@ -74,7 +73,7 @@ def test_killed_collector_keeps_one_active_trapped_alert_with_its_escalation_due
     stack_settings: Settings, test_database_url: str, engine: Engine
 ) -> None:
     elevator = f"restart-{uuid.uuid4().hex[:6]}"
-    _register(engine, elevator)
+    _register(test_database_url, elevator)
     spec = dataclasses.replace(TOWER, site=SITE, elevator=elevator)
     fault = ScheduledFault(2.0, elevator, "trapped_between_floors", 10_000.0)
     wall_s = SIM_S / SPEEDUP

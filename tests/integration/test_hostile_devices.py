@@ -16,21 +16,23 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import msgspec
+import psycopg
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from core.credentials import MONITOR_USERNAME, device_credentials, service_credentials
+from core.db import libpq_url
 from core.protocol import topic_for
 from core.registry import ParsedRegistry, upsert_registry
 from core.settings import Settings
 from liftledger.stack.mosquitto import LocalMosquitto
 from simulators.publisher import FleetPublisher
+from tests.factories import sample_payload
 from tests.integration.broker_accounts import broker_devices, identities
 from tests.integration.collector_process import CollectorProcess
 from tests.integration.mqtt_helpers import connect
@@ -44,16 +46,8 @@ DEVICES = [*GOOD, ATTACKER, VICTIM, FUZZER]
 WAIT_S = 60.0
 
 
-def _sample(boot: str, seq: int, **changes: object) -> bytes:
-    body = {
-        "v": 1, "boot": boot, "seq": seq,
-        "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-        "floor": 3, "pos_m": 6.0, "speed_mps": 0.0, "dir": "idle", "door": "closed",
-        "door_zone": True, "door_lock": True, "safety_chain": True, "power": "mains",
-        "load_kg": 0.0, "occupied": False, "mode": "normal",
-    }  # fmt: skip
-    body.update(changes)
-    return msgspec.json.encode(body)
+def _sample(boot: str, seq: int, **changes: Any) -> bytes:
+    return sample_payload(boot=boot, seq=seq, **changes)
 
 
 def _poison(boot: str) -> list[tuple[str, bytes]]:
@@ -84,8 +78,8 @@ def registered(stack_settings: Settings, test_database_url: str, engine: Engine)
                 "thresholds": {},
             }
         )  # fmt: skip
-    with engine.begin() as connection:
-        upsert_registry(registry, db_session=Session(bind=connection))
+    with psycopg.connect(libpq_url(test_database_url)) as conn:
+        upsert_registry(conn, registry)
     with broker_devices(stack_settings, DEVICES):
         yield test_database_url
 

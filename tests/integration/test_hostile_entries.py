@@ -33,9 +33,11 @@ from core.db import libpq_url
 from core.faults import Severity, resolve_thresholds
 from core.settings import Settings
 from ledger.chain import ChainClient
-from ledger.deploy import deploy_contract
-from ledger.entries import LEDGER_LOCK_KEY, content_hash, leaf_hash
+from ledger.deploy import contract_chain, deploy_contract
+from ledger.entries import LEDGER_LOCK_KEY, content_hash
+from ledger.merkle import hash_leaf
 from ledger.verify import verify_log
+from liftledger.ledger_sources import LEDGER_SOURCES
 from notify.feed import AlertNotice
 from notify.notifier import Notifier, NotifierConfig
 from notify.webhooks import add_subscription
@@ -97,7 +99,7 @@ def append_as_insider(
         "INSERT INTO ledger_entries (seq, kind, source_table, source_id, elevator_id, "
         "canonical, content_hash, leaf_hash) VALUES (%s, 'alert_event', 'alert_events', %s, "
         "%s, %s, %s, %s)",
-        (row[0], source_id, elevator, canonical, digest, leaf_hash(digest)),
+        (row[0], source_id, elevator, canonical, digest, hash_leaf(digest)),
     )
     conn.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_follow_previous")
     return int(row[0])
@@ -425,7 +427,7 @@ def test_the_verifier_names_each_hostile_entry_by_seq(
     with psycopg.connect(url) as conn:
         deployment = deploy_contract(conn, chain, key=stack_settings.secret("anchorer_key"))
         conn.commit()
-        chain = ChainClient(chain.url, contract_address=deployment.address)
+        chain = contract_chain(chain.url, address=deployment.address)
         site, elevator = add_site_with_elevator(conn, "hv")
     deep_source = _raise(url, site, elevator, "power_failure", dt.datetime.now(dt.UTC))
     with psycopg.connect(url) as conn:
@@ -440,7 +442,7 @@ def test_the_verifier_names_each_hostile_entry_by_seq(
                 "(SELECT source_id FROM ledger_entries WHERE seq = %s)",
                 ('{"a":' + "[" * 10_000 + "]" * 10_000 + "}", deep_source),
             )
-            report = verify_log(conn, chain)
+            report = verify_log(conn, chain, sources=LEDGER_SOURCES)
         conn.execute("UPDATE alerts SET status = 'resolved' WHERE site_id = %s", (site,))
     named = {(p.seq, p.kind) for p in report.problems}
     for name, seq in seqs.items():

@@ -20,9 +20,11 @@ from core.db import libpq_url
 from core.settings import Settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
-from ledger.deploy import deploy_contract
-from ledger.entries import PendingEntry, append_entries, content_hash, entry_bytes, leaf_hash
+from ledger.deploy import contract_chain, deploy_contract
+from ledger.entries import PendingEntry, append_entries, content_hash, entry_bytes
+from ledger.merkle import hash_leaf
 from ledger.verify import verify_log
+from liftledger.ledger_sources import LEDGER_SOURCES
 from tests.integration.databases import migrated_database
 
 
@@ -32,13 +34,11 @@ def url(test_database_url: str) -> str:
 
 
 @pytest.fixture
-def conn(url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection whose work is rolled back; at least one committed entry exists."""
+def conn(url: str, conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """The rolled-back connection; at least one committed entry exists."""
     with psycopg.connect(url, autocommit=True) as setup, setup.transaction():
         append_entries(setup, [PendingEntry("test", "test", 1, None, {"n": 1})])
-    with psycopg.connect(url) as connection:
-        yield connection
-        connection.rollback()
+    return conn
 
 
 def _last(conn: psycopg.Connection[Any]) -> tuple[int, bytes]:
@@ -63,7 +63,7 @@ def _insert(
     conn.execute(
         "INSERT INTO ledger_entries (seq, kind, source_table, source_id, canonical, "
         "content_hash, leaf_hash) VALUES (%s, 'test', 'test', 1, %s, %s, %s)",
-        (seq, canonical, digest, leaf if leaf is not None else leaf_hash(digest)),
+        (seq, canonical, digest, leaf if leaf is not None else hash_leaf(digest)),
     )
 
 
@@ -101,7 +101,7 @@ def test_an_insert_without_any_prev_link_is_refused(conn: psycopg.Connection[Any
         conn.execute(
             "INSERT INTO ledger_entries (seq, kind, source_table, source_id, canonical, "
             "content_hash, leaf_hash) VALUES (%s, 'test', 'test', 1, %s, %s, %s)",
-            (seq + 1, canonical, digest, leaf_hash(digest)),
+            (seq + 1, canonical, digest, hash_leaf(digest)),
         )
 
 
@@ -181,7 +181,7 @@ def test_the_anchorer_keeps_going_after_a_refused_gap(
     with psycopg.connect(url, autocommit=True) as conn:
         chain = ChainClient(stack_settings.resolved_chain_url())
         deployment = deploy_contract(conn, chain, key=key)
-        chain = ChainClient(chain.url, contract_address=deployment.address)
+        chain = contract_chain(chain.url, address=deployment.address)
         with conn.transaction():
             append_entries(conn, [PendingEntry("test", "test", 7, None, {"n": 7})])
         anchorer = Anchorer(
@@ -195,5 +195,5 @@ def test_the_anchorer_keeps_going_after_a_refused_gap(
             append_entries(conn, [PendingEntry("test", "test", 8, None, {"n": 8})])
         assert anchorer.step(conn) == "anchored"
         assert chain.head()[0] == seq + 2
-        report = verify_log(conn, chain)
+        report = verify_log(conn, chain, sources=LEDGER_SOURCES)
         assert report.ok, report.render()

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -21,8 +20,9 @@ from alerts.maintenance import sweep_maintenance_overdue
 from core.db import libpq_url
 from core.settings import Settings
 from ledger.chain import ChainClient
-from ledger.deploy import deploy_contract
+from ledger.deploy import contract_chain, deploy_contract
 from ledger.verify import verify_entry
+from liftledger.ledger_sources import LEDGER_SOURCES
 from maintenance.records import (
     EIP712_TYPES,
     MaintenanceRecordError,
@@ -33,6 +33,7 @@ from maintenance.records import (
     sign_record,
     typed_message,
 )
+from tests.factories import add_elevator, add_user
 from tests.integration.cli_helpers import clean_environment, run_cli
 
 DOMAIN = SigningDomain(31337, "0x" + "ab" * 20)
@@ -41,28 +42,11 @@ CREW_KEY = "0x" + secrets.token_hex(32)
 
 
 @pytest.fixture
-def conn(test_database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(libpq_url(test_database_url)) as connection:
-        yield connection
-        connection.rollback()
-
-
-@pytest.fixture
 def setup(conn: psycopg.Connection[Any]) -> tuple[str, int]:
     """An elevator and a crew member with a registered key; returns (elevator, user id)."""
-    suffix = uuid.uuid4().hex[:8]
-    conn.execute("INSERT INTO sites (id, name) VALUES (%s, 'M')", (f"mr-{suffix}",))
-    conn.execute(
-        "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
-        "rated_speed_mps, rated_load_kg, created_at) VALUES (%s, %s, 'B', 1, 9, 1.0, 800, %s)",
-        (f"mr-el-{suffix}", f"mr-{suffix}", WHEN - dt.timedelta(days=30)),
-    )
-    row = conn.execute(
-        "INSERT INTO users (username, role, signer_address) VALUES (%s, 'crew', %s) RETURNING id",
-        (f"crew-{suffix}", Account.from_key(CREW_KEY).address),
-    ).fetchone()
-    assert row is not None
-    return f"mr-el-{suffix}", int(row[0])
+    site, elevator = add_elevator(conn, prefix="mr", created_at=WHEN - dt.timedelta(days=30))
+    crew = add_user(conn, "crew", sites=[site], signer_address=Account.from_key(CREW_KEY).address)
+    return elevator, crew.id
 
 
 def _record(elevator: str, summary: str = "half-monthly maintenance") -> MaintenanceRecordInput:
@@ -191,12 +175,14 @@ def test_an_edited_maintenance_record_no_longer_matches_its_ledger_entry(
     seq = int(row[0])
     chain = ChainClient(stack_settings.resolved_chain_url())
     deployment = deploy_contract(conn, chain, key=stack_settings.secret("anchorer_key"))
-    chain = ChainClient(chain.url, contract_address=deployment.address)
-    assert verify_entry(conn, chain, seq).problems == []
+    chain = contract_chain(chain.url, address=deployment.address)
+    assert verify_entry(conn, chain, seq, sources=LEDGER_SOURCES).problems == []
     conn.execute(
         "UPDATE maintenance_records SET summary = 'nothing to see' WHERE id = %s", (record_id,)
     )
-    problems = [(p.seq, p.kind) for p in verify_entry(conn, chain, seq).problems]
+    problems = [
+        (p.seq, p.kind) for p in verify_entry(conn, chain, seq, sources=LEDGER_SOURCES).problems
+    ]
     assert problems == [(seq, "source_changed")]
 
 
@@ -206,7 +192,7 @@ def test_the_audit_checks_a_record_signature_under_this_chains_contract(
     elevator, crew = setup
     chain = ChainClient(stack_settings.resolved_chain_url())
     deployment = deploy_contract(conn, chain, key=stack_settings.secret("anchorer_key"))
-    chain = ChainClient(chain.url, contract_address=deployment.address)
+    chain = contract_chain(chain.url, address=deployment.address)
     here = SigningDomain(chain.chain_id(), deployment.address)
     record = _record(elevator)
     good = file_record(
@@ -229,9 +215,9 @@ def test_the_audit_checks_a_record_signature_under_this_chains_contract(
         assert row is not None
         return int(row[0])
 
-    verified = verify_entry(conn, chain, seq_of(good))
+    verified = verify_entry(conn, chain, seq_of(good), sources=LEDGER_SOURCES)
     assert (verified.signed, verified.problems) == (True, [])
-    refused = verify_entry(conn, chain, seq_of(bad))
+    refused = verify_entry(conn, chain, seq_of(bad), sources=LEDGER_SOURCES)
     assert refused.signed is True
     assert [(p.seq, p.kind) for p in refused.problems] == [(seq_of(bad), "bad_signature")]
 

@@ -23,7 +23,8 @@ from core.protocol import topic_for
 from core.settings import Settings
 from liftledger.stack.install import require_command
 from liftledger.stack.process import port_answers
-from simulators.publisher import DeviceIdentity, FleetPublisher, PublisherError
+from simulators.mqtt_device import DeviceIdentity, PublisherError
+from simulators.publisher import FleetPublisher
 from tests.integration.broker_accounts import broker_devices
 from tests.integration.cli_helpers import free_port
 from tests.integration.mqtt_helpers import MqttTestClient, connect

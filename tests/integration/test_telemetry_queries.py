@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from core.db import libpq_url
 from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, read_samples
+from tests.factories import add_samples
 
 T0 = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
 MINUTE = dt.timedelta(minutes=1)
-
-
-@pytest.fixture
-def conn(test_database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection whose work is rolled back after the test."""
-    with psycopg.connect(libpq_url(test_database_url)) as connection:
-        yield connection
-        connection.rollback()
 
 
 @pytest.fixture
@@ -45,15 +36,13 @@ def _sample(
     brake_c: float | None = None,
 ) -> None:
     moving = speed_mps > 0.1
-    conn.execute(
-        "INSERT INTO telemetry (time, received_at, elevator_id, boot, seq, floor, pos_m, "
-        "speed_mps, dir, door, door_zone, door_lock, safety_chain, power, load_kg, occupied, "
-        "mode, vib_mg, motor_c, brake_c, level_mm) VALUES (%s, %s, %s, 'b1', %s, %s, %s, %s, "
-        "%s, %s, %s, %s, true, 'mains', %s, %s, 'normal', %s, %s, %s, %s)",
-        (at, at, elevator, int(at.timestamp()), floor, 3.0 * (floor - 1), speed_mps,
-         "up" if moving else "idle", door, not moving, door == "closed", load_kg, load_kg > 0,
-         vib_mg, motor_c, brake_c, None if moving else 1.5),
-    )  # fmt: skip
+    add_samples(conn, elevator, [{
+        "time": at, "seq": int(at.timestamp()), "floor": floor, "pos_m": 3.0 * (floor - 1),
+        "speed_mps": speed_mps, "dir": "up" if moving else "idle", "door": door,
+        "door_zone": not moving, "door_lock": door == "closed", "load_kg": load_kg,
+        "occupied": load_kg > 0, "vib_mg": vib_mg, "motor_c": motor_c, "brake_c": brake_c,
+        "level_mm": None if moving else 1.5,
+    }])  # fmt: skip
 
 
 def test_raw_samples_are_those_of_the_elevator_in_the_half_open_range_oldest_first(

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from core.models import Base
 from core.registry import SAMPLE_REGISTRY, elevator_topics, import_registry
-from ledger.entries import content_hash, entry_bytes, leaf_hash
+from ledger.entries import content_hash, entry_bytes
+from ledger.merkle import hash_leaf
+from tests.factories import driver_connection
 
 T0 = dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC)
 
@@ -98,7 +100,7 @@ def _append_entry(session: Session) -> int:
             "content_hash, leaf_hash) VALUES (:seq, 'maintenance_record', "
             "'maintenance_records', 1, :c, :h, :l)"
         ),
-        {"seq": seq, "c": canonical, "h": digest, "l": leaf_hash(digest)},
+        {"seq": seq, "c": canonical, "h": digest, "l": hash_leaf(digest)},
     )
     return seq
 
@@ -120,7 +122,7 @@ def test_ledger_entries_refuse_update_delete_and_truncate(db_session: Session) -
 
 
 def test_database_allows_one_unresolved_alert_per_elevator_and_type(db_session: Session) -> None:
-    import_registry(SAMPLE_REGISTRY, db_session=db_session)
+    import_registry(driver_connection(db_session), SAMPLE_REGISTRY)
     insert = sa.text(
         "INSERT INTO alerts (elevator_id, site_id, type, severity, status, opened_at, "
         "last_active_at) VALUES ('nc01-b01-e1', 'nc01', 'overspeed', 'critical', :status, "
@@ -136,17 +138,19 @@ def test_database_allows_one_unresolved_alert_per_elevator_and_type(db_session: 
 def test_registry_import_is_idempotent_and_updates_in_place(db_session: Session) -> None:
     # Other tests may have registered elevators of their own in this database.
     sample_sites = "SELECT count(*) FROM elevators WHERE site_id LIKE 'nc%'"
-    first = import_registry(SAMPLE_REGISTRY, db_session=db_session)
-    second = import_registry(SAMPLE_REGISTRY, db_session=db_session)
+    first = import_registry(driver_connection(db_session), SAMPLE_REGISTRY)
+    second = import_registry(driver_connection(db_session), SAMPLE_REGISTRY)
     assert first == second
     assert db_session.execute(sa.text(sample_sites)).scalar() == first.elevators
     db_session.execute(sa.text("UPDATE elevators SET rated_speed_mps = 9 WHERE id = 'nc01-b01-e1'"))
-    import_registry(SAMPLE_REGISTRY, db_session=db_session)
+    import_registry(driver_connection(db_session), SAMPLE_REGISTRY)
     speed = db_session.execute(
         sa.text("SELECT rated_speed_mps FROM elevators WHERE id = 'nc01-b01-e1'")
     ).scalar()
     assert speed == 1.0
-    topics = [pair for pair in elevator_topics(db_session=db_session) if pair[0].startswith("nc")]
+    topics = [
+        pair for pair in elevator_topics(driver_connection(db_session)) if pair[0].startswith("nc")
+    ]
     assert ("nc01", "nc01-b01-e1") in topics
     assert len(topics) == first.elevators
 

@@ -17,40 +17,24 @@ from core.messages import Event, Rejected, Sample
 from core.protocol import topic_for
 from ingest.validate import validate
 from ingest.writer import Batch, BatchWriter
+from tests.factories import add_elevator, driver_connection, sample_payload
 
 NOW = dt.datetime.now(dt.UTC)
 SITE, ELEVATOR = "wtest", "wtest-e1"
 
 
 def _sample(boot: str, seq: int) -> Sample:
-    body = {
-        "v": 1, "boot": boot, "seq": seq, "ts": NOW.isoformat(), "floor": 2, "pos_m": 3.0,
-        "speed_mps": 0.0, "dir": "idle", "door": "closed", "door_zone": True,
-        "door_lock": True, "safety_chain": True, "power": "mains", "load_kg": 0.0,
-        "occupied": False, "mode": "normal",
-    }  # fmt: skip
+    payload = sample_payload(boot=boot, seq=seq, ts=NOW, floor=2, pos_m=3.0)
     topic = topic_for(SITE, ELEVATOR, "telemetry")
-    outcome = validate(
-        topic, msgspec.json.encode(body), received_at=NOW, sites_by_elevator={ELEVATOR: SITE}
-    )
+    outcome = validate(topic, payload, received_at=NOW, sites_by_elevator={ELEVATOR: SITE})
     assert isinstance(outcome, Sample)
     return outcome
 
 
 def _register(engine: Engine) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("INSERT INTO sites (id, name) VALUES (:s, :s) ON CONFLICT DO NOTHING"),
-            {"s": SITE},
-        )
-        connection.execute(
-            sa.text(
-                "INSERT INTO elevators (id, site_id, building, lowest_floor, highest_floor, "
-                "rated_speed_mps, rated_load_kg) VALUES (:e, :s, 'b', 1, 6, 1.0, 630) "
-                "ON CONFLICT DO NOTHING"
-            ),
-            {"e": ELEVATOR, "s": SITE},
-        )
+    with engine.begin() as connection:  # committed: the writer reads it
+        add_elevator(driver_connection(connection), ELEVATOR, site=SITE, building="b",
+                     highest_floor=6, rated_load_kg=630, exist_ok=True)  # fmt: skip
 
 
 def _rows(engine: Engine, boot: str) -> list[int]:
