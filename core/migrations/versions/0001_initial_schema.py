@@ -5,10 +5,6 @@ hypertable (chunk interval from the settings, only the one unique index that bot
 deduplicates and serves per-elevator time ranges), turns on compression and retention where
 the Timescale-License edition offers them, and makes `ledger_entries` append-only with a
 trigger.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-28 01:40:46.678084
 """
 
 from __future__ import annotations
@@ -17,10 +13,10 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from core.migrations.columns import identity, json_object, stamped
+
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 TELEMETRY_RETENTION = "400 days"
@@ -78,7 +74,7 @@ def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     op.create_table(
         "anchors",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        identity(),
         sa.Column("tree_size", sa.BigInteger(), nullable=False),
         sa.Column("previous_size", sa.BigInteger(), nullable=False),
         sa.Column("root", sa.LargeBinary(), nullable=False),
@@ -91,12 +87,7 @@ def upgrade() -> None:
         sa.Column("block_number", sa.BigInteger(), nullable=True),
         sa.Column("block_hash", sa.LargeBinary(), nullable=True),
         sa.Column("gas_used", sa.BigInteger(), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("created_at"),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
@@ -108,13 +99,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "dead_letters",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column(
-            "received_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        identity(),
+        stamped("received_at"),
         sa.Column("topic", sa.Text(), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
@@ -128,19 +114,14 @@ def upgrade() -> None:
     )
     op.create_table(
         "device_events",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        identity(),
         sa.Column("elevator_id", sa.Text(), nullable=False),
         sa.Column("boot", sa.Text(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("type", sa.Text(), nullable=False),
-        sa.Column(
-            "body",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
+        json_object("body"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_device_events")),
         sa.UniqueConstraint(
             "elevator_id", "boot", "seq", name=op.f("uq_device_events_elevator_id_boot_seq")
@@ -162,12 +143,7 @@ def upgrade() -> None:
         sa.Column("canonical", sa.LargeBinary(), nullable=False),
         sa.Column("content_hash", sa.LargeBinary(), nullable=False),
         sa.Column("leaf_hash", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("created_at"),
         sa.CheckConstraint(
             "octet_length(content_hash) = 32", name=op.f("ck_ledger_entries_content_hash_len")
         ),
@@ -188,18 +164,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Text(), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("district", sa.Text(), nullable=True),
-        sa.Column(
-            "thresholds",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        json_object("thresholds"),
+        stamped("created_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sites")),
     )
     op.create_table(
@@ -236,19 +202,14 @@ def upgrade() -> None:
     _create_telemetry_hypertable()
     op.create_table(
         "users",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        identity(),
         sa.Column("username", sa.Text(), nullable=False),
         sa.Column("full_name", sa.Text(), nullable=True),
         sa.Column("role", sa.Text(), nullable=False),
         sa.Column("password_hash", sa.Text(), nullable=True),
         sa.Column("signer_address", sa.Text(), nullable=True),
         sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("created_at"),
         sa.CheckConstraint("role IN ('crew', 'supervisor', 'admin')", name=op.f("ck_users_role")),
         sa.CheckConstraint(
             "signer_address IS NULL OR signer_address ~ '^0x[0-9a-fA-F]{40}$'",
@@ -272,25 +233,10 @@ def upgrade() -> None:
         sa.Column("jerk_mps3", sa.Float(), server_default=sa.text("1.2"), nullable=False),
         sa.Column("manufacturer", sa.Text(), nullable=True),
         sa.Column("installed_on", sa.Date(), nullable=True),
-        sa.Column(
-            "thresholds",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
+        json_object("thresholds"),
         sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("created_at"),
+        stamped("updated_at"),
         sa.CheckConstraint(
             "acceleration_mps2 > 0", name=op.f("ck_elevators_acceleration_positive")
         ),
@@ -318,7 +264,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "alerts",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        identity(),
         sa.Column("elevator_id", sa.Text(), nullable=False),
         sa.Column("site_id", sa.Text(), nullable=False),
         sa.Column("type", sa.Text(), nullable=False),
@@ -337,12 +283,7 @@ def upgrade() -> None:
         sa.Column("closed_by", sa.BigInteger(), nullable=True),
         sa.Column("ack_escalated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("on_site_escalated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column(
-            "details",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
+        json_object("details"),
         sa.CheckConstraint("condition IN ('active', 'cleared')", name=op.f("ck_alerts_condition")),
         sa.CheckConstraint(
             "severity IN ('critical', 'major', 'minor', 'info')", name=op.f("ck_alerts_severity")
@@ -400,28 +341,18 @@ def upgrade() -> None:
     )
     op.create_table(
         "maintenance_records",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        identity(),
         sa.Column("elevator_id", sa.Text(), nullable=False),
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("performed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("performed_by", sa.BigInteger(), nullable=False),
         sa.Column("summary", sa.Text(), nullable=False),
-        sa.Column(
-            "details",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
+        json_object("details"),
         sa.Column("signature", sa.LargeBinary(), nullable=True),
         sa.Column("signer_address", sa.Text(), nullable=True),
         sa.Column("signed", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("corrects_id", sa.BigInteger(), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("created_at"),
         sa.CheckConstraint(
             "kind IN ('routine', 'repair', 'inspection', 'rescue', 'other')",
             name=op.f("ck_maintenance_records_kind"),
@@ -453,17 +384,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "alert_events",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        identity(),
         sa.Column("alert_id", sa.BigInteger(), nullable=False),
         sa.Column("time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("actor_user_id", sa.BigInteger(), nullable=True),
-        sa.Column(
-            "details",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
+        json_object("details"),
         sa.CheckConstraint(
             "kind IN ('opened', 'updated', 'reactivated', 'cleared', 'acknowledged', 'on_site', 'resolved', 'false_alarm', 'escalated')",
             name=op.f("ck_alert_events_kind"),

@@ -2,10 +2,6 @@
 
 Also a statement trigger on `ledger_entries` that sends `NOTIFY liftledger_ledger`, so the
 notifier, the anchorer and the API's event stream wake up the moment an entry commits.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-28 04:05:17.762495
 """
 
 from __future__ import annotations
@@ -13,10 +9,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from core.migrations.columns import identity, stamped
+
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -25,17 +21,12 @@ def upgrade() -> None:
         "notification_cursors",
         sa.Column("channel", sa.Text(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("updated_at"),
         sa.PrimaryKeyConstraint("channel", name=op.f("pk_notification_cursors")),
     )
     op.create_table(
         "webhook_subscriptions",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        identity(),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("secret", sa.Text(), nullable=False),
@@ -44,12 +35,7 @@ def upgrade() -> None:
         sa.Column("kinds", sa.ARRAY(sa.Text()), nullable=True),
         sa.Column("min_severity", sa.Text(), server_default="info", nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("created_at"),
         sa.CheckConstraint(
             "min_severity IN ('critical', 'major', 'minor', 'info')",
             name=op.f("ck_webhook_subscriptions_min_severity"),
@@ -59,27 +45,17 @@ def upgrade() -> None:
     )
     op.create_table(
         "webhook_deliveries",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        identity(),
         sa.Column("subscription_id", sa.BigInteger(), nullable=False),
         sa.Column("alert_event_id", sa.BigInteger(), nullable=False),
         sa.Column("ledger_seq", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.Text(), server_default="pending", nullable=False),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column(
-            "next_attempt_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("next_attempt_at"),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        stamped("created_at"),
         sa.CheckConstraint(
             "status IN ('pending', 'delivered', 'failed')",
             name=op.f("ck_webhook_deliveries_status"),

@@ -4,10 +4,6 @@ The collectors write the whole fleet in time order, so one elevator's day is spr
 one heap page per sample; a one-day, 1-minute-bucket query visited ~25,000 heap pages. With
 the aggregated columns in the index (INCLUDE), that query is an index-only scan over one
 contiguous range of leaf pages. The key, and so the idempotency of inserts, is unchanged.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-28 08:45:00
 """
 
 from __future__ import annotations
@@ -17,8 +13,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 INDEX = "ux_telemetry_elevator_time_boot_seq"
 KEY: list[str | sa.ColumnElement[object]] = [

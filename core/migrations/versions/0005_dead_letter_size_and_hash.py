@@ -3,10 +3,6 @@
 An oversized payload is kept only as a bounded prefix (docs/ingest.md), so the row says how
 large the original was and which bytes it held; for every other dead letter the payload is
 whole and the two columns describe it too.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-29 21:30:00
 """
 
 from __future__ import annotations
@@ -16,8 +12,6 @@ from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -2,10 +2,6 @@
 
 A password change, a deactivation and an explicit revocation add one, so every token
 issued before stops working at once (`accounts.tokens`, `api.deps`).
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-29 09:00:00
 """
 
 from __future__ import annotations
@@ -15,8 +11,6 @@ from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

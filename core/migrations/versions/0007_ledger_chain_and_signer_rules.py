@@ -14,10 +14,6 @@ signed maintenance records carry a nonce that cannot be filed twice.
   The upgrade stops and names the users if two already share a key.
 - `maintenance_records.nonce`: the 32-byte nonce inside a record's EIP-712 signature,
   unique per signer, so the same signed record cannot be filed twice.
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-11-30 09:00:00
 """
 
 from __future__ import annotations
@@ -27,8 +23,6 @@ from alembic import op
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 # `ledger.entries.LEDGER_LOCK_KEY` ("LEDGER" in ASCII), written out so this revision keeps
 # its meaning whatever the code does later.

@@ -11,10 +11,6 @@ objects last.
 they get the same setting so that a later change to them cannot bring the hole back.
 `ledger_entries_follow_previous` is created with it by 0007; a database that ran an earlier
 0007 gets it here.
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-01 09:00:00
 """
 
 from __future__ import annotations
@@ -23,8 +19,6 @@ from alembic import op
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 SEARCH_PATH = "pg_catalog, public, pg_temp"
 FUNCTIONS = (
