@@ -12,6 +12,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields
 from typing import Final
 
 import psycopg
@@ -74,13 +75,11 @@ def create_app(
     set_json_loads(bounded_json_loads)
     conninfo = libpq_url(settings.resolved_database_url())
     metrics = ApiMetrics()
-    sign_in_policy = SignInPolicy(
-        user_failures=settings.api_sign_in_user_failures,
-        address_failures=settings.api_sign_in_address_failures,
-        user_total_failures=settings.api_sign_in_user_total_failures,
-        backoff_s=settings.api_sign_in_backoff_s,
-        backoff_max_s=settings.api_sign_in_backoff_max_s,
-    )
+    # Each field of the policy is the setting `api_sign_in_<field>`.
+    policy = {
+        item.name: getattr(settings, f"api_sign_in_{item.name}") for item in fields(SignInPolicy)
+    }
+    sign_in_policy = SignInPolicy(**policy)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,25 +93,26 @@ def create_app(
         )  # fmt: skip
         pool.open(wait=False)  # connects in the pool's own threads
         broadcaster = AlertBroadcaster(conninfo)
-        # Off the event loop: starting waits until the ledger position is read, and a dev
-        # secret is a file (created on first use).
-        await asyncio.to_thread(broadcaster.start)
-        jwt_secret = await asyncio.to_thread(settings.secret, "jwt_secret")
-        # What start-up loaded lives as long as the process: keep the collector from
-        # scanning it again and again, which shows as latency spikes.
-        gc.freeze()
-        app.state.context = ApiContext(
-            settings=settings, pool=pool, conninfo=conninfo, metrics=metrics,
-            jwt_secret=jwt_secret, broadcaster=broadcaster,
-            database_slots=asyncio.Semaphore(POOL_SIZE),
-            sign_in_slots=asyncio.Semaphore(SIGN_IN_CONCURRENCY),
-            sign_in_limiter=SignInLimiter(sign_in_policy),
-            on_registry_change=on_registry_change, ledger_sources=ledger_sources,
-        )  # fmt: skip
         try:
+            # Off the event loop: starting waits until the ledger position is read, and a dev
+            # secret is a file (created on first use).
+            await asyncio.to_thread(broadcaster.start)
+            jwt_secret = await asyncio.to_thread(settings.secret, "jwt_secret")
+            # What start-up loaded lives as long as the process: keep the collector from
+            # scanning it again and again, which shows as latency spikes.
+            gc.freeze()
+            app.state.context = ApiContext(
+                settings=settings, pool=pool, conninfo=conninfo, metrics=metrics,
+                jwt_secret=jwt_secret, broadcaster=broadcaster,
+                database_slots=asyncio.Semaphore(POOL_SIZE),
+                sign_in_slots=asyncio.Semaphore(SIGN_IN_CONCURRENCY),
+                sign_in_limiter=SignInLimiter(sign_in_policy),
+                on_registry_change=on_registry_change, ledger_sources=ledger_sources,
+            )  # fmt: skip
             yield
         finally:
-            # Both wait for threads to end: off the event loop, which may still serve others.
+            # Also when start-up failed half-way: no thread of the pool or the broadcaster
+            # outlives the app. Both wait for threads to end, off the event loop.
             await asyncio.to_thread(broadcaster.stop)
             await asyncio.to_thread(pool.close)
 

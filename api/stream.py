@@ -80,7 +80,8 @@ class AlertBroadcaster:
     def stop(self) -> None:
         """Stop reading and end every stream."""
         self._stop.set()
-        self._thread.join(timeout=5 * WAIT_S)
+        if self._thread.ident is not None:  # started (start-up may have failed before)
+            self._thread.join(timeout=5 * WAIT_S)
         with self._lock:
             subscribers = list(self._subscribers)
         for subscriber in subscribers:

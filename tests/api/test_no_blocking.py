@@ -144,3 +144,60 @@ def test_start_up_and_shutdown_wait_off_the_event_loop(monkeypatch: pytest.Monke
     assert set(threads) == {"check", "secret", "broadcaster.start", "broadcaster.stop",
                             "pool.close"}  # fmt: skip
     assert loop_thread not in threads.values()
+
+
+def test_a_start_up_that_fails_half_way_stops_what_it_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The JWT secret cannot be read after the pool and the alert reader started: the error
+    reaches the server, and neither the pool's threads nor the reader's outlive it."""
+    import api.app  # noqa: PLC0415
+
+    stopped: list[str] = []
+
+    class Pool:
+        def __init__(self, *_: Any, **__: Any) -> None:
+            pass
+
+        def open(self, wait: bool = True) -> None:
+            pass
+
+        def close(self) -> None:
+            stopped.append("pool")
+
+    class Broadcaster:
+        def __init__(self, conninfo: str) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            stopped.append("broadcaster")
+
+    read_secret = Settings.secret
+
+    def secret(self: Settings, name: str) -> str:
+        if name == "jwt_secret":
+            raise RuntimeError("the secret file cannot be read")
+        return read_secret(self, name)
+
+    monkeypatch.setattr(api.app, "check_service_connection", lambda *_, **__: None)
+    monkeypatch.setattr(api.app, "ConnectionPool", Pool)
+    monkeypatch.setattr(api.app, "AlertBroadcaster", Broadcaster)
+    monkeypatch.setattr(Settings, "secret", secret)
+    app = create_app(load_settings(), ledger_sources=LEDGER_SOURCES)
+
+    async def serve() -> None:
+        async with app.router.lifespan_context(app):
+            pytest.fail("start-up went on without its secret")
+
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        asyncio.run(serve())
+    assert sorted(stopped) == ["broadcaster", "pool"]
+
+
+def test_the_alert_reader_can_be_stopped_before_it_started() -> None:
+    from api.stream import AlertBroadcaster  # noqa: PLC0415
+
+    AlertBroadcaster("postgresql://unused").stop()  # no error: nothing to join
