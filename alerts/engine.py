@@ -30,7 +30,7 @@ from alerts.rules import ElevatorLimits, Finding, Reading
 from alerts.store import AlertEventRecord, apply_signal, record_in_ledger
 from core.alerting import AlertCondition
 from core.faults import DEFAULT_THRESHOLDS, Severity, resolve_thresholds
-from core.messages import Event, Rejected, Sample, Status
+from core.messages import Batch, Event, Sample
 from core.protocol import TelemetrySample
 from core.stored_json import decode_object
 
@@ -266,20 +266,15 @@ class DetectionEngine:
     # -- the hot path ---------------------------------------------------------------------------
 
     def process(  # noqa: PLR0912 - one branch per message kind, kept in one place
-        self,
-        conn: psycopg.Connection[Any],
-        samples: Sequence[Sample],
-        events: Sequence[Event],
-        statuses: Sequence[Status],
-        rejected: Sequence[Rejected],
+        self, conn: psycopg.Connection[Any], batch: Batch
     ) -> list[AlertEventRecord]:
-        """Detect over newly stored messages and apply the alerts, in the caller's transaction."""
+        """Detect over a batch's new rows and apply the alerts, in the caller's transaction."""
         if not self.ready:
             self.rebuild(conn)
         elif time.monotonic() - self._limits_loaded >= self._limits_refresh_s:
             self._load_limits(conn)
         signals: list[AlertSignal] = []
-        for elevator, items in _by_elevator(samples, events):
+        for elevator, items in _by_elevator(batch.samples, batch.events):
             detector = self._detector(conn, elevator)
             if detector is None:
                 continue
@@ -295,11 +290,11 @@ class DetectionEngine:
                 except Exception as exc:  # one odd message must not stop detection for all
                     log.exception("detection failed on a message of %s; skipped", elevator)
                     self.failures.append((item, exc))
-        for status in statuses:
+        for status in batch.statuses:
             detector = self._detector(conn, status.elevator)
             if detector is not None:
                 signals += detector.on_status(status.online, status.received_at)
-        for refused in rejected:
+        for refused in batch.rejected:
             if refused.reason == "future_timestamp" and refused.elevator is not None:
                 detector = self._detector(conn, refused.elevator)
                 if detector is not None:

@@ -61,11 +61,7 @@ def list_alerts(
 ) -> KeysetPage[dict[str, Any]]:
     """Alerts newest first, below id `before_id`, limited to `sites` (None: all) and the
     filters given."""
-    filters = {"a.status": status, "a.type": type, "a.severity": severity,
-               "a.site_id": site, "a.elevator_id": elevator}  # fmt: skip
-    where: list[tuple[str, object]] = [
-        (f"{column} = %s", value) for column, value in filters.items() if value is not None
-    ]
-    if sites is not None:
-        where.append(("a.site_id = ANY(%s)", list(sites)))
-    return fetch_page(conn, _ALERT_SELECT, NEWEST_FIRST, after=before_id, limit=limit, where=where)
+    equal = (("a.status", status), ("a.type", type), ("a.severity", severity),
+             ("a.site_id", site), ("a.elevator_id", elevator))  # fmt: skip
+    return fetch_page(conn, _ALERT_SELECT, NEWEST_FIRST, after=before_id, limit=limit,
+                      equal=equal, any_of=[("a.site_id", sites)])  # fmt: skip

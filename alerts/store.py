@@ -33,7 +33,7 @@ from core.alerting import (
     AlertEventKind,
     AlertStatus,
 )
-from core.errors import LiftLedgerError
+from core.errors import Refused
 from core.faults import SEVERITY_RANK, Severity
 from core.stored_json import report_unreadable
 from ledger.entries import append_entries, entry_time
@@ -49,12 +49,8 @@ WORKFLOW: Final[Mapping[str, tuple[AlertStatus, tuple[AlertStatus, ...]]]] = {
 _ALERT_COLUMNS: Final = "id, elevator_id, site_id, type, severity, condition, status"
 
 
-class WorkflowError(LiftLedgerError):
+class WorkflowError(Refused):
     """A workflow step that the alert's current status does not allow."""
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from fastapi.security import OAuth2PasswordBearer
 from accounts.tokens import TokenClaims, TokenError, read_token
 from accounts.users import UserRecord, get_user
 from api.context import ApiContext
-from api.errors import ApiError, forbidden, not_found
+from api.errors import ApiError, existing, forbidden
 from core.fleet import site_of
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -136,10 +136,7 @@ CrewMember = Annotated[UserRecord, _role_in("crew")]
 
 def elevator_site(conn: psycopg.Connection[Any], elevator_id: str) -> str:
     """The site of an elevator; 404 when it is not registered."""
-    site = site_of(conn, elevator_id)
-    if site is None:
-        raise not_found(f"elevator {elevator_id}")
-    return site
+    return existing(site_of(conn, elevator_id), f"elevator {elevator_id}")
 
 
 def require_site(user: UserRecord, site_id: str, what: str) -> None:

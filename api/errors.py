@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -37,6 +37,7 @@ from core.stored_json import StoredJsonError
 from ledger.chain_protocol import ChainRefused, ChainUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ErrorBody(BaseModel):
@@ -72,6 +73,13 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} does not exist")
 
 
+def existing(value: T | None, what: str) -> T:
+    """`value`, or 404 naming `what` when there is none."""
+    if value is None:
+        raise not_found(what)
+    return value
+
+
 def forbidden(message: str) -> ApiError:
     """403 for a caller whose role or sites do not allow the request."""
     return ApiError(403, "forbidden", message)
@@ -96,8 +104,8 @@ _CONFLICT: Final = Refusal(409)
 _INVALID: Final = Refusal(422)
 _SIGNATURE: Final = Refusal(422, field="signature")
 
-# Every refusal of a domain function, by the `code` it carries (`core.errors.Refused` and
-# the errors shaped like it). A test checks that every code the domain modules raise is here.
+# Every refusal of a domain function, by the `code` it carries (`core.errors.Refused`). A test
+# checks that every code the domain modules raise is here.
 REFUSALS: Final[Mapping[str, Refusal]] = {
     # accounts.users.AccountError
     "user_not_found": Refusal(404, code="not_found"),

@@ -40,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.common import fresh_database
+from bench.common import fresh_database, local_stack_settings
 from core.credentials import (
     ALERT_READER_USERNAME,
     COLLECTOR_USERNAME,
@@ -49,7 +49,7 @@ from core.credentials import (
 )
 from core.db import libpq_url
 from core.registry import upsert_registry
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from ingest.collector import topic_filters
 from ledger.follow import latest_seq, listen, wait_for_entries
 from liftledger import stack
@@ -198,9 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - one linea
     parser.add_argument("--traffic-scale", type=float, default=3.0, help="passenger traffic")
     args = parser.parse_args(argv)
 
-    settings = load_settings()
-    if not settings.local_mqtt:
-        raise SystemExit("this benchmark registers accounts in the local broker: use the stack")
+    settings = local_stack_settings()
     print(f"preparing {args.elevators} elevators…", flush=True)
     database_url = _fresh_database(settings, args.elevators)
     specs = specs_from_registry(synthetic_registry(args.elevators, seed=1))

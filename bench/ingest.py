@@ -22,7 +22,6 @@ where no collector or monitor is connected (it starts and discards those session
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -31,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.common import fresh_database
+from bench.common import broker_accounts, fresh_database, local_stack_settings, parse_options
 from core.credentials import (
     COLLECTOR_USERNAME,
     MONITOR_USERNAME,
@@ -51,8 +50,7 @@ from core.credentials import (
     service_credentials,
 )
 from core.db import libpq_url
-from core.settings import Settings, load_settings
-from liftledger import stack
+from core.settings import Settings
 from simulators.mqtt_device import DeviceIdentity
 from simulators.publisher import FleetPublisher
 
@@ -91,22 +89,46 @@ def _connect_properties() -> Properties:
     return props
 
 
-def _open_session(settings: Settings, client_id: str) -> None:
-    """Create a persistent session subscribed to telemetry, then leave it to queue."""
-    client = _client(settings, client_id)
+def _run_session(
+    settings: Settings,
+    client: mqtt.Client,
+    done: threading.Event,
+    *,
+    clean_start: bool,
+    timeout_s: float,
+    failure: Callable[[], str],
+) -> float:
+    """Connect with the consumer's session, wait for `done`, disconnect; the seconds from the
+    connect to `done`. Exits with `failure()` when `done` is not set within `timeout_s`."""
     parts = urlsplit(settings.resolved_mqtt_url())
-    done = threading.Event()
-    client.on_subscribe = lambda *args: done.set()
-    client.on_connect = lambda c, *args: c.subscribe([(f, 1) for f in FILTERS])
+    started = time.perf_counter()
     client.connect(
-        parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=True,
+        parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=clean_start,
         properties=_connect_properties(),
     )  # fmt: skip
     client.loop_start()
-    if not done.wait(10):
-        raise SystemExit(f"{client_id}: no SUBACK")
+    if not done.wait(timeout_s):
+        raise SystemExit(failure())
+    elapsed = time.perf_counter() - started
     client.disconnect()
     client.loop_stop()
+    return elapsed
+
+
+def _open_session(settings: Settings, client_id: str) -> None:
+    """Create a persistent session subscribed to telemetry, then leave it to queue."""
+    client = _client(settings, client_id)
+    done = threading.Event()
+    client.on_subscribe = lambda *args: done.set()
+    client.on_connect = lambda c, *args: c.subscribe([(f, 1) for f in FILTERS])
+    _run_session(
+        settings,
+        client,
+        done,
+        clean_start=True,
+        timeout_s=10,
+        failure=lambda: f"{client_id}: no SUBACK",
+    )
 
 
 def _publish(settings: Settings, count: int) -> None:
@@ -130,40 +152,50 @@ def _publish(settings: Settings, count: int) -> None:
         fleet.flush(60)
 
 
-def bare_subscriber(settings: Settings, client_id: str, expected: int) -> float:
-    """(a) count messages, automatic PUBACK; returns msg/s."""
-    client = _client(settings, client_id)
+def _drain(
+    settings: Settings,
+    client: mqtt.Client,
+    expected: int,
+    take: Callable[[mqtt.Client, mqtt.MQTTMessage], bool],
+    what: str,
+) -> float:
+    """Resume the consumer's session and hand its queued messages to `take`, which says
+    whether one counts, until `expected` have counted; returns msg/s."""
     received = [0]
     done = threading.Event()
 
     def on_message(c: mqtt.Client, u: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic.startswith(f"lift/v1/{SITE}/"):
-            received[0] += 1
-            if received[0] >= expected:
-                done.set()
+        if done.is_set() or not take(c, message):
+            return
+        received[0] += 1
+        if received[0] >= expected:
+            done.set()
 
     client.on_message = on_message
-    parts = urlsplit(settings.resolved_mqtt_url())
-    started = time.perf_counter()
-    client.connect(
-        parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=False,
-        properties=_connect_properties(),
-    )  # fmt: skip
-    client.loop_start()
-    if not done.wait(TIMEOUT_S):
-        raise SystemExit(f"bare subscriber got {received[0]} of {expected}")
-    elapsed = time.perf_counter() - started
-    client.disconnect()
-    client.loop_stop()
+    elapsed = _run_session(
+        settings,
+        client,
+        done,
+        clean_start=False,
+        timeout_s=TIMEOUT_S,
+        failure=lambda: f"{what} {received[0]} of {expected}",
+    )
     return expected / elapsed
+
+
+def bare_subscriber(settings: Settings, client_id: str, expected: int) -> float:
+    """(a) count messages, automatic PUBACK; returns msg/s."""
+
+    def take(c: mqtt.Client, message: mqtt.MQTTMessage) -> bool:
+        return message.topic.startswith(f"lift/v1/{SITE}/")
+
+    return _drain(settings, _client(settings, client_id), expected, take, "bare subscriber got")
 
 
 def naive_collector(settings: Settings, client_id: str, database_url: str, expected: int) -> float:
     """(b) decode, INSERT, COMMIT, then PUBACK, one message at a time; returns msg/s."""
     client = _client(settings, client_id, manual_ack=True)
     conn = psycopg.connect(libpq_url(database_url))
-    received = [0]
-    done = threading.Event()
     insert = (
         "INSERT INTO telemetry (time, received_at, elevator_id, boot, seq, floor, pos_m, "
         "speed_mps, dir, door, door_zone, door_lock, safety_chain, power, load_kg, occupied, "
@@ -171,9 +203,7 @@ def naive_collector(settings: Settings, client_id: str, database_url: str, expec
         "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
     )
 
-    def on_message(c: mqtt.Client, u: Any, message: mqtt.MQTTMessage) -> None:
-        if done.is_set():
-            return
+    def take(c: mqtt.Client, message: mqtt.MQTTMessage) -> bool:
         b = json.loads(message.payload)
         elevator = message.topic.split("/")[3]
         conn.execute(
@@ -185,25 +215,11 @@ def naive_collector(settings: Settings, client_id: str, database_url: str, expec
         )  # fmt: skip
         conn.commit()
         c.ack(message.mid, message.qos)
-        received[0] += 1
-        if received[0] >= expected:
-            done.set()
+        return True
 
-    client.on_message = on_message
-    parts = urlsplit(settings.resolved_mqtt_url())
-    started = time.perf_counter()
-    client.connect(
-        parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=False,
-        properties=_connect_properties(),
-    )  # fmt: skip
-    client.loop_start()
-    if not done.wait(TIMEOUT_S):
-        raise SystemExit(f"naive collector stored {received[0]} of {expected}")
-    elapsed = time.perf_counter() - started
-    client.disconnect()
-    client.loop_stop()
+    rate = _drain(settings, client, expected, take, "naive collector stored")
     conn.close()
-    return expected / elapsed
+    return rate
 
 
 def liftledger_collector(
@@ -262,19 +278,12 @@ def _discard(settings: Settings, client_id: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the three consumers and print the rates and ratios."""
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
-    parser.add_argument("--messages", type=int, default=100_000)
-    args = parser.parse_args(argv)
+    args = parse_options("ingest", __doc__, argv, messages=100_000)
     total = args.messages - args.messages % len(DEVICES)
     naive_total = max(len(DEVICES), total // 10 - (total // 10) % len(DEVICES))
 
-    settings = load_settings()
-    if not settings.local_mqtt:
-        raise SystemExit("this benchmark registers accounts in the local broker: use the stack")
+    settings = local_stack_settings()
     database_url = _bench_database(settings)
-    registered = stack.registered_elevators(settings)
-    stack.sync_broker_auth(settings, [*registered, *((SITE, e) for e in DEVICES)])
-    time.sleep(1.0)
     # Three reading accounts, each with its own queued session; the naive consumer borrows a
     # collector account of a layout that is not running.
     ids = {
@@ -282,23 +291,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "naive": collector_username(1, 2),
         "collector": COLLECTOR_USERNAME,
     }
-    try:
-        for client_id in ids.values():
-            _open_session(settings, client_id)
-        print(f"queueing {total:,} messages for each consumer…", flush=True)
-        _publish(settings, total)
-        bare = bare_subscriber(settings, ids["bare"], total)
-        print(f"(a) bare paho subscriber      {bare:>10,.0f} msg/s", flush=True)
-        ours = liftledger_collector(settings, ids["collector"], database_url, total)
-        print(f"(c) liftledger collector      {ours:>10,.0f} msg/s", flush=True)
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("TRUNCATE telemetry")
-        naive = naive_collector(settings, ids["naive"], database_url, naive_total)
-        print(f"(b) naive INSERT+COMMIT       {naive:>10,.0f} msg/s  ({naive_total:,} messages)")
-    finally:
-        for client_id in ids.values():
-            _discard(settings, client_id)
-        stack.sync_broker_auth(settings, registered)
+    with broker_accounts(settings, [(SITE, e) for e in DEVICES]):
+        try:
+            for client_id in ids.values():
+                _open_session(settings, client_id)
+            print(f"queueing {total:,} messages for each consumer…", flush=True)
+            _publish(settings, total)
+            bare = bare_subscriber(settings, ids["bare"], total)
+            print(f"(a) bare paho subscriber      {bare:>10,.0f} msg/s", flush=True)
+            ours = liftledger_collector(settings, ids["collector"], database_url, total)
+            print(f"(c) liftledger collector      {ours:>10,.0f} msg/s", flush=True)
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("TRUNCATE telemetry")
+            naive = naive_collector(settings, ids["naive"], database_url, naive_total)
+            print(
+                f"(b) naive INSERT+COMMIT       {naive:>10,.0f} msg/s  ({naive_total:,} messages)"
+            )
+        finally:
+            for client_id in ids.values():
+                _discard(settings, client_id)
     print(f"(c) / (a)                     {ours / bare:>10.2f}   target ≥ 0.75")
     print(f"(c) / (b)                     {ours / naive:>10.1f}   target ≥ 5")
     return 0

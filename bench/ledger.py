@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import random
@@ -28,7 +27,7 @@ from typing import Any
 import psycopg
 from eth_account import Account
 
-from bench.common import fresh_database
+from bench.common import fresh_database, parse_options
 from core.db import libpq_url
 from core.settings import Settings, load_settings
 from ledger.anchorer import Anchorer, AnchorerConfig
@@ -182,11 +181,8 @@ def audit(settings: Settings, count: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the three measurements."""
-    parser = argparse.ArgumentParser(prog="python -m bench.ledger", description=__doc__)
-    parser.add_argument("--log-size", type=int, default=1_000_000)
-    parser.add_argument("--audit-entries", type=int, default=100_000)
-    parser.add_argument("--proofs", type=int, default=1000)
-    args = parser.parse_args(argv)
+    args = parse_options("ledger", __doc__, argv, log_size=1_000_000, audit_entries=100_000,
+                         proofs=1000)  # fmt: skip
     settings = load_settings()
     database_url = libpq_url(_fresh_database(settings))
     gas(settings, database_url, args.log_size)

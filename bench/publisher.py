@@ -16,23 +16,25 @@ without the publisher in between, as SPEC §7 asks of every baseline.
 
 from __future__ import annotations
 
-import argparse
-import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.common import (
+    broker_accounts,
+    local_stack_settings,
+    parse_options,
+    print_figures,
+    require_file_limits,
+)
 from core.credentials import device_credentials
 from core.protocol import topic_for
-from core.settings import Settings, load_settings
-from liftledger import stack
-from liftledger.stack.mosquitto import LocalMosquitto
+from core.settings import Settings
 from simulators.mqtt_device import DeviceIdentity
 from simulators.publisher import FleetPublisher
 
@@ -42,7 +44,6 @@ BASELINE_ELEVATOR = "bench-baseline"
 BASELINE_WINDOW = 1_000
 CONNECT_TIMEOUT_S = 120.0
 FLUSH_TIMEOUT_S = 60.0
-RESERVED_FDS = 256
 _PAYLOAD_HEAD = (
     b'{"v": 1, "boot": "b7e2c1d09a4f4e3b8c2d5e6f7a8b9c0d", "ts": "2026-11-28T09:30:00.120Z", '
     b'"floor": 5, "pos_m": 12.04, "speed_mps": 1.48, "dir": "up", "door": "closed", '
@@ -79,28 +80,6 @@ class BaselineResult:
 
     window_s: float
     acknowledged: int
-
-
-def raise_file_limit(needed: int) -> int:
-    """Raise this process's soft open-file limit to `needed` (up to the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return int(soft)
-
-
-def broker_file_limit(settings: Settings) -> int | None:
-    """The running local broker's soft open-file limit, when it can be read."""
-    pid = LocalMosquitto(settings).pid()
-    if pid is None:
-        return None
-    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        if line.startswith("Max open files"):
-            value = line.split()[3]
-            return None if value == "unlimited" else int(value)
-    return None
 
 
 def run_fleet(settings: Settings, elevators: Sequence[str], seconds: float) -> FleetResult:
@@ -203,56 +182,45 @@ def run_baseline(settings: Settings, seconds: float) -> BaselineResult:
     return BaselineResult(window_s=window_s, acknowledged=in_window)
 
 
+def baseline_figure(rate: float) -> tuple[str, str]:
+    """The baseline's line in the printed figures."""
+    return "baseline: one paho client", f"{rate:,.0f} msg/s at QoS 1 as fast as possible"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
-    parser = argparse.ArgumentParser(prog="python -m bench.publisher", description=__doc__)
-    parser.add_argument("--devices", type=int, default=5000)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--baseline-seconds", type=float, default=5.0)
-    args = parser.parse_args(argv)
-    devices: int = args.devices
-
-    settings = load_settings()
-    if not settings.local_mqtt:
-        raise SystemExit("this benchmark registers accounts in the local broker: use the stack")
-    fd_limit = raise_file_limit(devices + RESERVED_FDS)
-    if fd_limit < devices + RESERVED_FDS:
-        raise SystemExit(f"open-file limit {fd_limit} is too low for {devices} connections")
-    broker_limit = broker_file_limit(settings)
-    if broker_limit is not None and broker_limit < devices + RESERVED_FDS:
-        raise SystemExit(
-            f"the broker may open only {broker_limit} files, too few for {devices} connections"
-        )
-
-    elevators = [f"bench-{index:05d}" for index in range(devices)]
-    registered = stack.registered_elevators(settings)
-    accounts = [(SITE, elevator) for elevator in [*elevators, BASELINE_ELEVATOR]]
-    stack.sync_broker_auth(settings, [*registered, *accounts])
-    time.sleep(1.0)  # SIGHUP reload is asynchronous
-    try:
+    args = parse_options("publisher", __doc__, argv, devices=5000, seconds=20.0,
+                         baseline_seconds=5.0)  # fmt: skip
+    settings = local_stack_settings()
+    require_file_limits(settings, args.devices)
+    elevators = [f"bench-{index:05d}" for index in range(args.devices)]
+    with broker_accounts(settings, [(SITE, e) for e in [*elevators, BASELINE_ELEVATOR]]):
         baseline = run_baseline(settings, args.baseline_seconds)
         fleet = run_fleet(settings, elevators, args.seconds)
-    finally:
-        stack.sync_broker_auth(settings, registered)
 
     baseline_rate = baseline.acknowledged / baseline.window_s
     publish_rate = fleet.published / fleet.window_s
     ack_rate = fleet.acknowledged_in_window / fleet.window_s
-    print(f"payload                     {len(telemetry_payload(fleet.devices))} bytes, QoS 1")
-    print(f"devices                     {fleet.devices} (one MQTT 5 connection each)")
-    print(f"connect time                {fleet.connect_s:.2f} s")
-    print(f"target rate                 {fleet.devices} msg/s (1 msg/s per device)")
-    print(f"published                   {publish_rate:,.0f} msg/s over {fleet.window_s:.1f} s")
-    print(f"acknowledged in the window  {ack_rate:,.0f} msg/s")
-    print(f"achieved / target           {ack_rate / fleet.devices:.3f}")
-    print(f"max pacing lag              {fleet.max_lag_s * 1000:.1f} ms")
-    print(f"publisher CPU               {fleet.cpu_s_per_s:.3f} s per s (one thread)")
-    print(
-        f"acknowledged in total       {fleet.acknowledged} of {fleet.published} "
-        f"({fleet.refused} refused), flush {fleet.flush_s:.2f} s"
+    print_figures(
+        [
+            ("payload", f"{len(telemetry_payload(fleet.devices))} bytes, QoS 1"),
+            ("devices", f"{fleet.devices} (one MQTT 5 connection each)"),
+            ("connect time", f"{fleet.connect_s:.2f} s"),
+            ("target rate", f"{fleet.devices} msg/s (1 msg/s per device)"),
+            ("published", f"{publish_rate:,.0f} msg/s over {fleet.window_s:.1f} s"),
+            ("acknowledged in the window", f"{ack_rate:,.0f} msg/s"),
+            ("achieved / target", f"{ack_rate / fleet.devices:.3f}"),
+            ("max pacing lag", f"{fleet.max_lag_s * 1000:.1f} ms"),
+            ("publisher CPU", f"{fleet.cpu_s_per_s:.3f} s per s (one thread)"),
+            (
+                "acknowledged in total",
+                f"{fleet.acknowledged} of {fleet.published} ({fleet.refused} refused), "
+                f"flush {fleet.flush_s:.2f} s",
+            ),
+            baseline_figure(baseline_rate),
+            ("fleet / baseline", f"{ack_rate / baseline_rate:.3f}"),
+        ]
     )
-    print(f"baseline: one paho client   {baseline_rate:,.0f} msg/s at QoS 1 as fast as possible")
-    print(f"fleet / baseline            {ack_rate / baseline_rate:.3f}")
     return 0
 
 

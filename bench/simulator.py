@@ -14,26 +14,29 @@ telemetry sample at QoS 1 as fast as it can. Needs the local stack (`liftledger 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.common import (
+    broker_accounts,
+    local_stack_settings,
+    parse_options,
+    print_figures,
+    require_file_limits,
+)
 from bench.publisher import (
     BASELINE_ELEVATOR,
     CONNECT_TIMEOUT_S,
     FLUSH_TIMEOUT_S,
-    RESERVED_FDS,
     SITE,
-    broker_file_limit,
-    raise_file_limit,
+    baseline_figure,
     run_baseline,
 )
 from core.credentials import device_credentials
-from core.settings import Settings, load_settings
-from liftledger import stack
-from simulators.elevator import ElevatorSpec
+from core.registry import ElevatorSpec
+from core.settings import Settings
 from simulators.fleet import Fleet
 from simulators.mqtt_device import DeviceIdentity
 from simulators.publisher import FleetPublisher
@@ -114,39 +117,28 @@ def run_simulator(
 
 def _report(result: SimulatorResult, baseline_rate: float) -> None:
     print(f"-- {result.label}")
-    print(f"elevators                   {result.elevators}")
-    print(f"published                   {result.rate:,.0f} msg/s over {result.wall_s:.1f} s")
-    print(f"acknowledged                {result.acknowledged} of {result.sent}")
-    print(f"pace (sim s per wall s)     {result.pace:.3f}")
-    print(f"process CPU                 {result.cpu_s_per_s:.3f} s per s")
-    print(f"sustainable on one core     ≈ {result.sustainable_elevators:,.0f} elevators")
-    print(f"publish rate / baseline     {result.rate / baseline_rate:.3f}")
+    print_figures(
+        [
+            ("elevators", f"{result.elevators}"),
+            ("published", f"{result.rate:,.0f} msg/s over {result.wall_s:.1f} s"),
+            ("acknowledged", f"{result.acknowledged} of {result.sent}"),
+            ("pace (sim s per wall s)", f"{result.pace:.3f}"),
+            ("process CPU", f"{result.cpu_s_per_s:.3f} s per s"),
+            ("sustainable on one core", f"≈ {result.sustainable_elevators:,.0f} elevators"),
+            ("publish rate / baseline", f"{result.rate / baseline_rate:.3f}"),
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
-    parser = argparse.ArgumentParser(prog="python -m bench.simulator", description=__doc__)
-    parser.add_argument("--elevators", type=int, default=5000)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--baseline-seconds", type=float, default=5.0)
-    args = parser.parse_args(argv)
-    count: int = args.elevators
-
-    settings = load_settings()
-    if not settings.local_mqtt:
-        raise SystemExit("this benchmark registers accounts in the local broker: use the stack")
-    if raise_file_limit(count + RESERVED_FDS) < count + RESERVED_FDS:
-        raise SystemExit(f"the open-file limit is too low for {count} connections")
-    broker_limit = broker_file_limit(settings)
-    if broker_limit is not None and broker_limit < count + RESERVED_FDS:
-        raise SystemExit(f"the broker may open only {broker_limit} files")
-
-    specs = specs_from_registry(synthetic_registry(count, seed=1))
-    registered = stack.registered_elevators(settings)
+    args = parse_options("simulator", __doc__, argv, elevators=5000, seconds=30.0,
+                         baseline_seconds=5.0)  # fmt: skip
+    settings = local_stack_settings()
+    require_file_limits(settings, args.elevators)
+    specs = specs_from_registry(synthetic_registry(args.elevators, seed=1))
     accounts = [(s.site, s.elevator) for s in specs] + [(SITE, BASELINE_ELEVATOR)]
-    stack.sync_broker_auth(settings, [*registered, *accounts])
-    time.sleep(1.0)  # SIGHUP reload is asynchronous
-    try:
+    with broker_accounts(settings, accounts):
         baseline = run_baseline(settings, args.baseline_seconds)
         at_1hz = run_simulator(
             settings,
@@ -162,10 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_interval_s=10.0,
             label="default rates (1 Hz moving, 10 s idle), morning peak",
         )
-    finally:
-        stack.sync_broker_auth(settings, registered)
     baseline_rate = baseline.acknowledged / baseline.window_s
-    print(f"baseline: one paho client   {baseline_rate:,.0f} msg/s at QoS 1 as fast as possible")
+    print_figures([baseline_figure(baseline_rate)])
     for result in (at_1hz, default):
         _report(result, baseline_rate)
     return 0

@@ -14,13 +14,11 @@ line and exits non-zero instead of showing a traceback.
     │   │                     names the input at fault (the API answers it by `code`,
     │   │                     `api.errors.REFUSALS`)
     │   ├── accounts.users.AccountError
+    │   ├── alerts.store.WorkflowError
+    │   ├── maintenance.signing.MaintenanceRecordError
     │   └── core.fleet.FleetError   (also a RegistryError)
     └── simulators.mqtt_device.PublisherError
                               the simulated fleet cannot reach the broker or is refused
-
-Other refusals carry a `code` the same way without deriving from `Refused`
-(`alerts.store.WorkflowError`, `maintenance.records.MaintenanceRecordError`); the API maps
-them through the same table.
 """
 
 

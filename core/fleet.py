@@ -56,14 +56,9 @@ def list_elevators(
     limit: int = 50,
 ) -> KeysetPage[dict[str, Any]]:
     """Elevators by id, after `after_id`, limited to `sites` (None: all) and the filters given."""
-    where: list[tuple[str, object]] = []
-    if sites is not None:
-        where.append(("e.site_id = ANY(%s)", list(sites)))
-    if site is not None:
-        where.append(("e.site_id = %s", site))
-    if online is not None:
-        where.append(("coalesce(s.online, false) = %s", online))
-    return fetch_page(conn, _SELECT, BY_ID, after=after_id, limit=limit, where=where)
+    equal = (("e.site_id", site), ("coalesce(s.online, false)", online))
+    return fetch_page(conn, _SELECT, BY_ID, after=after_id, limit=limit, equal=equal,
+                      any_of=[("e.site_id", sites)])  # fmt: skip
 
 
 def get_elevator(conn: psycopg.Connection[Any], elevator_id: str) -> dict[str, Any] | None:

@@ -1,15 +1,15 @@
 """What a collector makes of one MQTT message: a sample, an event, a status, or a rejection.
 
-`ingest.validate` builds them, the writer stores them, and detection (handed to the writer
-through `ingest.writer.Detection`) judges them; they live here so that neither side imports
-the other.
+`ingest.validate` builds them, the writer stores them a `Batch` at a time, and detection
+(handed to the writer through `ingest.writer.Detection`) judges them; they live here so that
+neither side imports the other.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.protocol import TelemetrySample
@@ -79,3 +79,13 @@ class Rejected:
         if self.payload_sha256 is not None:
             return self.payload_sha256
         return hashlib.sha256(self.payload).digest()
+
+
+@dataclass(slots=True)
+class Batch:
+    """Messages handled together: the writer commits one, detection judges its new rows."""
+
+    samples: list[Sample] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    statuses: list[Status] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)

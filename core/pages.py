@@ -9,7 +9,7 @@ another page follows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -66,12 +66,18 @@ def fetch_page(
     *,
     after: object | None,
     limit: int,
-    where: Sequence[tuple[str, object]] = (),
+    equal: Sequence[tuple[str, object]] = (),
+    any_of: Sequence[tuple[str, Collection[object] | None]] = (),
     select_params: Sequence[object] = (),
 ) -> KeysetPage[dict[str, Any]]:
     """One page of `select` (a query without WHERE) in `keyset` order after the key `after`,
-    with the conditions of `where` (each an SQL condition with one parameter and its value),
-    at most `limit` rows. `select_params` are the parameters of `select` itself."""
+    at most `limit` rows, filtered by `column = value` for each pair of `equal` and by
+    `column = ANY(values)` for each pair of `any_of` whose value is not None (None: no
+    filter). `select_params` are the parameters of `select` itself."""
+    where = [(f"{column} = %s", value) for column, value in equal if value is not None]
+    where += [
+        (f"{column} = ANY(%s)", list(values)) for column, values in any_of if values is not None
+    ]
     conditions = [keyset.after(), *(condition for condition, _ in where)]
     query = select + " WHERE " + " AND ".join(conditions) + keyset.order()
     params = [*select_params, after, after, *(value for _, value in where), limit + 1]

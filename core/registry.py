@@ -73,11 +73,11 @@ class ImportResult:
 
 
 @dataclass(frozen=True, slots=True)
-class RegisteredElevator:
-    """An elevator's registry facts, as the simulator needs them."""
+class ElevatorSpec:
+    """An elevator's registry facts that govern how the car moves (the simulator's model)."""
 
-    id: str
-    site_id: str
+    site: str
+    elevator: str
     lowest_floor: int
     highest_floor: int
     floor_height_m: float
@@ -85,6 +85,11 @@ class RegisteredElevator:
     rated_load_kg: float
     acceleration_mps2: float
     jerk_mps3: float
+
+    def landings(self) -> list[int]:
+        """Floor numbers served, bottom to top; no floor 0 when the building has basements."""
+        floors = range(self.lowest_floor, self.highest_floor + 1)
+        return [f for f in floors if f != 0 or self.lowest_floor == 0]
 
 
 @dataclass(slots=True)
@@ -259,10 +264,11 @@ def elevator_topics(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return [(site, elevator) for site, elevator in rows]
 
 
-def active_elevators(conn: psycopg.Connection[Any]) -> list[RegisteredElevator]:
+def active_elevators(conn: psycopg.Connection[Any]) -> list[ElevatorSpec]:
     """Every active elevator, by id."""
-    with conn.cursor(row_factory=class_row(RegisteredElevator)) as cur:
+    with conn.cursor(row_factory=class_row(ElevatorSpec)) as cur:
         return cur.execute(
-            "SELECT id, site_id, lowest_floor, highest_floor, floor_height_m, rated_speed_mps, "
-            "rated_load_kg, acceleration_mps2, jerk_mps3 FROM elevators WHERE active ORDER BY id"
+            "SELECT site_id AS site, id AS elevator, lowest_floor, highest_floor, floor_height_m, "
+            "rated_speed_mps, rated_load_kg, acceleration_mps2, jerk_mps3 "
+            "FROM elevators WHERE active ORDER BY id"
         ).fetchall()

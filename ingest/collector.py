@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.messages import Event, Rejected, Sample, Status
+from core.messages import Batch, Event, Rejected, Sample, Status
 from core.protocol import DEVICE_TOPIC_KINDS, TOPIC_PREFIX
 from ingest.metrics import CollectorMetrics
 from ingest.subscriber import ReceivedMessage
 from ingest.validate import DEFAULT_MAX_AGE_S, Outcome, unprocessable, validate
-from ingest.writer import PURGE_CHUNK, Batch, DatabaseUnavailable, WriteResult
+from ingest.writer import PURGE_CHUNK, DatabaseUnavailable, WriteResult
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,6 @@ def list_dead_letters(
     """Dead letters newest first, below id `before_id`, with the filters given. Each row has
     `preview` (the payload's first `preview_bytes`), `payload_size` and `payload_sha256`
     (of the whole payload as received, also for one stored cut short)."""
-    filters = (("reason", reason), ("elevator_id", elevator))
-    where: list[tuple[str, object]] = [
-        (f"{column} = %s", value) for column, value in filters if value is not None
-    ]
-    return fetch_page(conn, _SELECT, NEWEST_FIRST, after=before_id, limit=limit, where=where,
+    equal = (("reason", reason), ("elevator_id", elevator))
+    return fetch_page(conn, _SELECT, NEWEST_FIRST, after=before_id, limit=limit, equal=equal,
                       select_params=(max_text, max_text, preview_bytes))  # fmt: skip

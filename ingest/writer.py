@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import psycopg
 
-from core.messages import Event, Rejected, Sample, Status
+from core.messages import Batch, Event, Rejected, Sample
 from ingest.rows import write_dead_letters, write_events, write_samples, write_status
 from ingest.validate import unprocessable
 
 log = logging.getLogger(__name__)
+
+_Message = TypeVar("_Message", Sample, Event)
 
 PURGE_CHUNK: Final = 10_000
 _PURGE_DEAD_LETTERS: Final = f"""
@@ -49,15 +51,8 @@ class Detection(Protocol):
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         """Rebuild in-memory state if needed, before this transaction writes anything."""
 
-    def process(
-        self,
-        conn: psycopg.Connection[Any],
-        samples: Sequence[Sample],
-        events: Sequence[Event],
-        statuses: Sequence[Status],
-        rejected: Sequence[Rejected],
-    ) -> Sequence[object]:
-        """Detect over new rows and write alerts; returns the alert events written."""
+    def process(self, conn: psycopg.Connection[Any], batch: Batch) -> Sequence[object]:
+        """Detect over a batch's new rows and write alerts; returns the alert events written."""
 
     def tick(self, conn: psycopg.Connection[Any]) -> Sequence[object]:
         """Run the time-driven checks; returns the alert events written."""
@@ -67,16 +62,6 @@ class Detection(Protocol):
 
     def take_failures(self) -> Sequence[tuple[Sample | Event, Exception]]:
         """Messages a detector raised on during the last `process`, each with its error."""
-
-
-@dataclass(slots=True)
-class Batch:
-    """Validated messages to commit together."""
-
-    samples: list[Sample] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    statuses: list[Status] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,9 +275,10 @@ class BatchWriter:
             dead_letters: Sequence[Rejected] = batch.rejected
             if detection is not None:
                 detection.take_failures()  # anything left from a batch that did not commit
-                alert_events = detection.process(
-                    conn, new_samples, new_events, batch.statuses, batch.rejected
+                new_rows = Batch(
+                    list(new_samples), list(new_events), batch.statuses, batch.rejected
                 )
+                alert_events = detection.process(conn, new_rows)
                 # A message a detector raised on is stored, and recorded beside it, so the
                 # failure is counted and visible, never silent.
                 failed = [
@@ -317,19 +303,26 @@ class BatchWriter:
         """Try each sample and event alone (rolled back); move refused ones to dead letters."""
         kept = Batch(statuses=batch.statuses, rejected=list(batch.rejected))
         with conn.transaction(force_rollback=True):
-            for sample in batch.samples:
-                problem = self._refusal(conn, partial(write_samples, conn, [sample]))
-                if problem is None:
-                    kept.samples.append(sample)
-                else:
-                    kept.rejected.append(_refused(sample, problem))
-            for event in batch.events:
-                problem = self._refusal(conn, partial(write_events, conn, [event]))
-                if problem is None:
-                    kept.events.append(event)
-                else:
-                    kept.rejected.append(_refused(event, problem))
+            self._try_each(conn, batch.samples, write_samples, kept.samples, kept.rejected)
+            self._try_each(conn, batch.events, write_events, kept.events, kept.rejected)
         return kept
+
+    @classmethod
+    def _try_each(
+        cls,
+        conn: psycopg.Connection[Any],
+        items: Sequence[_Message],
+        write: Callable[[psycopg.Connection[Any], Sequence[_Message]], object],
+        kept: list[_Message],
+        refused: list[Rejected],
+    ) -> None:
+        """Write each item alone: `kept` gets those the database takes, `refused` the others."""
+        for item in items:
+            problem = cls._refusal(conn, partial(write, conn, [item]))
+            if problem is None:
+                kept.append(item)
+            else:
+                refused.append(_refused(item, problem))
 
     @staticmethod
     def _refusal(conn: psycopg.Connection[Any], attempt: Callable[[], object]) -> str | None:

@@ -159,22 +159,13 @@ def verify_inclusion(
     """RFC 9162 §2.1.3.2: does `proof` place `leaf` at `index` of the tree with `root`?"""
     if not 0 <= index < size:
         return False
-    fn, sn = index, size - 1
+    steps = _walk(index, size - 1, proof)
+    if steps is None:
+        return False
     r = leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = hash_children(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = hash_children(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
+    for p, left in steps:
+        r = hash_children(p, r) if left else hash_children(r, p)
+    return r == root
 
 
 def verify_consistency(
@@ -194,19 +185,33 @@ def verify_consistency(
     while fn & 1:
         fn >>= 1
         sn >>= 1
+    steps = _walk(fn, sn, path[1:])
+    if steps is None:
+        return False
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
+    for c, left in steps:
+        if left:
             fr = hash_children(c, fr)
             sr = hash_children(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
         else:
             sr = hash_children(sr, c)
+    return fr == first_root and sr == second_root
+
+
+def _walk(fn: int, sn: int, path: Sequence[bytes]) -> list[tuple[bytes, bool]] | None:
+    """The walk of both RFC 9162 verifications from node `fn` of a level whose last node is
+    `sn` up to the root: each node of `path` and whether it is hashed in on the left; None
+    when the path does not end at the root (too long or too short)."""
+    steps = []
+    for p in path:
+        if sn == 0:
+            return None
+        left = bool(fn & 1) or fn == sn
+        steps.append((p, left))
+        if left:
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
         fn >>= 1
         sn >>= 1
-    return fr == first_root and sr == second_root and sn == 0
+    return steps if sn == 0 else None

@@ -37,5 +37,5 @@ def elevator_entries(
     ledger order: seq, kind, canonical bytes, created_at."""
     return fetch_page(
         conn, _TRAIL, IN_LEDGER_ORDER, after=after_seq, limit=limit,
-        where=[("elevator_id = %s", elevator_id)],
+        equal=[("elevator_id", elevator_id)],
     )  # fmt: skip

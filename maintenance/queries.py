@@ -57,10 +57,6 @@ def list_records(
 ) -> KeysetPage[dict[str, Any]]:
     """Records newest first, below id `before_id`, limited to `sites` (None: all) and the
     filters given."""
-    filters = (("m.elevator_id", elevator), ("e.site_id", site), ("m.kind", kind))
-    where: list[tuple[str, object]] = [
-        (f"{column} = %s", value) for column, value in filters if value is not None
-    ]
-    if sites is not None:
-        where.append(("e.site_id = ANY(%s)", list(sites)))
-    return fetch_page(conn, _SELECT, NEWEST_FIRST, after=before_id, limit=limit, where=where)
+    equal = (("m.elevator_id", elevator), ("e.site_id", site), ("m.kind", kind))
+    return fetch_page(conn, _SELECT, NEWEST_FIRST, after=before_id, limit=limit, equal=equal,
+                      any_of=[("e.site_id", sites)])  # fmt: skip

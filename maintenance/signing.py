@@ -26,7 +26,7 @@ from typing import Any, Final
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from core.errors import LiftLedgerError
+from core.errors import Refused
 from ledger.canonical import canonical_json
 from ledger.entries import content_hash
 
@@ -49,12 +49,8 @@ SIGNATURE_BYTES: Final = 65
 V_VALUES: Final = frozenset({0, 1, 27, 28})
 
 
-class MaintenanceRecordError(LiftLedgerError):
+class MaintenanceRecordError(Refused):
     """A maintenance record that is refused; `code` says why."""
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -59,6 +59,21 @@ MONITORING_GAP_TYPE: Final = "offline"
 RESCUE_TYPES: Final = frozenset({"trapped_between_floors", "trapped_at_floor", "alarm_button"})
 # Shanghai Elevator Safety Management Measures (2015): arrive and finish a rescue within 30 min.
 RESCUE_LIMIT_S: Final = 1800.0
+
+# The rows and the totals (whole fleet and per site) of the per-elevator reports.
+_AVAILABILITY_COLUMNS: Final = (
+    "elevator_id", "site_id", "building", "period_s", "downtime_s", "offline_s",
+    "availability", "outages", "failures", "mttr_s", "mtbf_s",
+)  # fmt: skip
+_AVAILABILITY_TOTALS: Final = (
+    "elevators", "period_s", "availability", "downtime_s", "offline_s", "failures", "mttr_s",
+    "mtbf_s",
+)  # fmt: skip
+_MAINTENANCE_COLUMNS: Final = (
+    "elevator_id", "site_id", "building", "last_routine_at", "due_at", "overdue", "overdue_s",
+    "records_in_period", "routine_in_period",
+)  # fmt: skip
+_MAINTENANCE_TOTALS: Final = ("elevators", "overdue", "compliance")
 
 _ALERT_TIMES: Final = ("opened_at", "acknowledged_at", "on_site_at", "closed_at")
 
@@ -122,49 +137,8 @@ def availability_report(
     fleet["mtbf_s"] = (fleet["period_s"] - fleet["downtime_s"]) / fleet["failures"].where(
         fleet["failures"] > 0
     )
-    fleet = fleet.reset_index().sort_values(["site_id", "elevator_id"], ignore_index=True)
-
-    sites = pd.DataFrame(
-        [
-            {"site_id": site_id, **_availability_totals(group)}
-            for site_id, group in fleet.groupby("site_id", sort=True)
-        ],
-        columns=[
-            "site_id",
-            "elevators",
-            "period_s",
-            "availability",
-            "downtime_s",
-            "offline_s",
-            "failures",
-            "mttr_s",
-            "mtbf_s",
-        ],
-    )
-    table = fleet[
-        [
-            "elevator_id",
-            "site_id",
-            "building",
-            "period_s",
-            "downtime_s",
-            "offline_s",
-            "availability",
-            "outages",
-            "failures",
-            "mttr_s",
-            "mtbf_s",
-        ]
-    ]
-    return Report(
-        name="availability",
-        period_start=start,
-        period_end=end,
-        generated_at=now,
-        table=table,
-        summary=_availability_totals(fleet),
-        sections={"sites": sites},
-    )
+    return _fleet_report("availability", fleet, _AVAILABILITY_COLUMNS, _availability_totals,
+                         _AVAILABILITY_TOTALS, start=start, end=end, now=now)  # fmt: skip
 
 
 def sla_report(
@@ -222,14 +196,10 @@ def sla_report(
         ]
     ]
 
-    site_ids = sorted(set(_elevator_frame(elevators)["site_id"]) | set(table["site_id"]))
-    sites = pd.DataFrame(
+    sites = _by_site(
+        table,
+        _sla_totals,
         [
-            {"site_id": site_id, **_sla_totals(table[table["site_id"] == site_id])}
-            for site_id in site_ids
-        ],
-        columns=[
-            "site_id",
             "rescues",
             "breaches",
             "respond_median_s",
@@ -237,6 +207,7 @@ def sla_report(
             "finish_median_s",
             "finish_p90_s",
         ],
+        site_ids=sorted(set(_elevator_frame(elevators)["site_id"]) | set(table["site_id"])),
     )
     return Report(
         name="sla",
@@ -292,39 +263,52 @@ def maintenance_report(
     fleet["records_in_period"] = _count_by(in_period["elevator_id"], fleet.index)
     routine_in_period = in_period[in_period["kind"] == "routine"]
     fleet["routine_in_period"] = _count_by(routine_in_period["elevator_id"], fleet.index)
-    fleet = fleet.reset_index().sort_values(["site_id", "elevator_id"], ignore_index=True)
-    table = fleet[
-        [
-            "elevator_id",
-            "site_id",
-            "building",
-            "last_routine_at",
-            "due_at",
-            "overdue",
-            "overdue_s",
-            "records_in_period",
-            "routine_in_period",
-        ]
-    ]
-    sites = pd.DataFrame(
-        [
-            {"site_id": site_id, **_maintenance_totals(group)}
-            for site_id, group in table.groupby("site_id", sort=True)
-        ],
-        columns=["site_id", "elevators", "overdue", "compliance"],
-    )
-    return Report(
-        name="maintenance",
-        period_start=start,
-        period_end=end,
-        generated_at=now,
-        table=table,
-        summary=_maintenance_totals(table),
-        sections={"sites": sites},
-    )
+    return _fleet_report("maintenance", fleet, _MAINTENANCE_COLUMNS, _maintenance_totals,
+                         _MAINTENANCE_TOTALS, start=start, end=end, now=now)  # fmt: skip
 
 
 # -- totals ----------------------------------------------------------------------------------
+
+
+def _fleet_report(
+    name: str,
+    fleet: pd.DataFrame,
+    columns: Sequence[str],
+    totals: Callable[[pd.DataFrame], dict[str, Any]],
+    total_columns: Sequence[str],
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+) -> Report:
+    """A report of one row per elevator (`columns` of `fleet`, by site and id), summarised by
+    `totals` (which name `total_columns`) for the whole fleet and for each site."""
+    fleet = fleet.reset_index().sort_values(["site_id", "elevator_id"], ignore_index=True)
+    return Report(
+        name=name,
+        period_start=start,
+        period_end=end,
+        generated_at=now,
+        table=fleet[list(columns)],
+        summary=totals(fleet),
+        sections={"sites": _by_site(fleet, totals, total_columns)},
+    )
+
+
+def _by_site(
+    rows: pd.DataFrame,
+    totals: Callable[[pd.DataFrame], dict[str, Any]],
+    columns: Sequence[str],
+    site_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """A report's `sites` section: for each site of `site_ids` (default: those of `rows`, in
+    order) the `totals` of its rows, which name `columns`."""
+    if site_ids is None:
+        site_ids = sorted(set(rows["site_id"]))
+    return pd.DataFrame(
+        [{"site_id": site_id, **totals(rows[rows["site_id"] == site_id])} for site_id in site_ids],
+        columns=["site_id", *columns],
+    )
 
 
 def _availability_totals(fleet: pd.DataFrame) -> dict[str, Any]:

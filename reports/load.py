@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, LiteralString
 
 import pandas as pd
@@ -27,25 +28,48 @@ from reports.compute import (
 )
 from reports.report import Report
 
-_ELEVATORS: Final = """
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """One input of a report: its query, with `{sites}` where the site filter goes, the
+    columns it selects, and the alias of the table whose `site_id` the filter tests."""
+
+    query: LiteralString
+    columns: Sequence[str]
+    alias: str
+
+
+# Active elevators with their site's and their own threshold overrides.
+_ELEVATORS: Final = _Input(
+    """
 SELECT e.id AS elevator_id, e.site_id, e.building, e.created_at,
        s.thresholds AS site_thresholds, e.thresholds AS elevator_thresholds
 FROM elevators e JOIN sites s ON s.id = e.site_id
 WHERE e.active {sites}
 ORDER BY e.site_id, e.id
-"""
+""",
+    ELEVATOR_COLUMNS,
+    "e",
+)
 
-# Only alerts that overlap [start, end) can count towards a report of that period.
-_ALERTS: Final = """
+# Alerts that overlap [start, end) (opened before its end, not closed before its start): only
+# those can count towards a report of that period.
+_ALERTS: Final = _Input(
+    """
 SELECT a.id AS alert_id, a.elevator_id, a.site_id, a.type, a.severity, a.status,
        a.opened_at, a.acknowledged_at, a.on_site_at, a.closed_at
 FROM alerts a
 WHERE a.opened_at < %(end)s AND (a.closed_at IS NULL OR a.closed_at >= %(start)s) {sites}
 ORDER BY a.opened_at, a.id
-"""
+""",
+    ALERT_COLUMNS,
+    "a",
+)
 
-# Every record of the period, and each elevator's latest routine record whenever it was.
-_RECORDS: Final = """
+# Every record performed in [start, end), and each elevator's latest routine record whenever
+# it was.
+_RECORDS: Final = _Input(
+    """
 (SELECT m.id AS record_id, m.elevator_id, m.kind, m.performed_at
  FROM maintenance_records m JOIN elevators e ON e.id = m.elevator_id
  WHERE m.performed_at >= %(start)s AND m.performed_at < %(end)s {sites})
@@ -55,36 +79,10 @@ UNION
  WHERE m.kind = 'routine' {sites}
  ORDER BY m.elevator_id, m.performed_at DESC, m.id DESC)
 ORDER BY elevator_id, performed_at, record_id
-"""
-
-
-def load_elevators(conn: psycopg.Connection[Any], *, sites: Collection[str] | None) -> pd.DataFrame:
-    """Active elevators with their site's and their own threshold overrides."""
-    return _read(conn, _ELEVATORS, ELEVATOR_COLUMNS, {}, sites=sites, site_column=("e", "site_id"))
-
-
-def load_alerts(
-    conn: psycopg.Connection[Any],
-    *,
-    start: dt.datetime,
-    end: dt.datetime,
-    sites: Collection[str] | None,
-) -> pd.DataFrame:
-    """Alerts that overlap [start, end) (opened before its end, not closed before its start)."""
-    params = {"start": start, "end": end}
-    return _read(conn, _ALERTS, ALERT_COLUMNS, params, sites=sites, site_column=("a", "site_id"))
-
-
-def load_records(
-    conn: psycopg.Connection[Any],
-    *,
-    start: dt.datetime,
-    end: dt.datetime,
-    sites: Collection[str] | None,
-) -> pd.DataFrame:
-    """Maintenance records performed in [start, end), plus each elevator's latest routine one."""
-    params = {"start": start, "end": end}
-    return _read(conn, _RECORDS, RECORD_COLUMNS, params, sites=sites, site_column=("e", "site_id"))
+""",
+    RECORD_COLUMNS,
+    "e",
+)
 
 
 def build_report(
@@ -101,11 +99,12 @@ def build_report(
         raise ValueError(f"unknown report {name!r}; reports are {', '.join(REPORT_NAMES)}")
     check_period(start, end, now)
     start, end, now = (moment.astimezone(dt.UTC) for moment in (start, end, now))
-    elevators = load_elevators(conn, sites=sites)
+    period = {"start": start, "end": end}
+    elevators = _read(conn, _ELEVATORS, {}, sites)
     if name == "maintenance":
-        records = load_records(conn, start=start, end=end, sites=sites)
+        records = _read(conn, _RECORDS, period, sites)
         return maintenance_report(elevators, records, start=start, end=end, now=now)
-    alerts = load_alerts(conn, start=start, end=end, sites=sites)
+    alerts = _read(conn, _ALERTS, period, sites)
     if name == "sla":
         return sla_report(elevators, alerts, start=start, end=end, now=now)
     return availability_report(elevators, alerts, start=start, end=end, now=now)
@@ -113,22 +112,21 @@ def build_report(
 
 def _read(
     conn: psycopg.Connection[Any],
-    query: LiteralString,
-    columns: Sequence[str],
+    source: _Input,
     params: dict[str, Any],
-    *,
     sites: Collection[str] | None,
-    site_column: tuple[str, str],
 ) -> pd.DataFrame:
     site_filter: sql.Composable = sql.SQL("")
     if sites is not None:
-        site_filter = sql.SQL("AND {} = ANY(%(sites)s)").format(sql.Identifier(*site_column))
+        site_filter = sql.SQL("AND {} = ANY(%(sites)s)").format(
+            sql.Identifier(source.alias, "site_id")
+        )
         params = {**params, "sites": list(sites)}
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(sql.SQL(query).format(sites=site_filter), params).fetchall()
+        rows = cur.execute(sql.SQL(source.query).format(sites=site_filter), params).fetchall()
     # Named columns, so an empty result still has them; datetimes as UTC whatever the session.
-    frame = pd.DataFrame(rows, columns=list(columns))
-    for column in columns:
+    frame = pd.DataFrame(rows, columns=list(source.columns))
+    for column in source.columns:
         if column.endswith("_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame

@@ -29,17 +29,14 @@ MAX_BUCKETS: Final = 10_000
 # A car below this speed is standing (the SPEC §4 rules use 0.05 m/s and 0.1 m/s).
 MOVING_SPEED_MPS: Final = 0.1
 
-_READ_SAMPLES: Final = (
+_SAMPLES_IN_RANGE: Final = (
     "SELECT time, floor, pos_m, speed_mps, dir, door, door_zone, door_lock, safety_chain, "
     "power, load_kg, occupied, mode, vib_mg, motor_c, brake_c, level_mm FROM telemetry "
     "WHERE elevator_id = %(elevator)s AND time >= %(start)s AND time < %(end)s "
-    "ORDER BY time LIMIT %(limit)s"
 )
+_READ_SAMPLES: Final = _SAMPLES_IN_RANGE + "ORDER BY time LIMIT %(limit)s"
 _READ_SAMPLES_AFTER: Final = (
-    "SELECT time, floor, pos_m, speed_mps, dir, door, door_zone, door_lock, safety_chain, "
-    "power, load_kg, occupied, mode, vib_mg, motor_c, brake_c, level_mm FROM telemetry "
-    "WHERE elevator_id = %(elevator)s AND time >= %(start)s AND time < %(end)s "
-    "AND time > %(after)s ORDER BY time LIMIT %(limit)s"
+    _SAMPLES_IN_RANGE + "AND time > %(after)s ORDER BY time LIMIT %(limit)s"
 )
 _READ_BUCKETS: Final = (
     "SELECT time_bucket(make_interval(secs => %(bucket_s)s), time) AS bucket, "
@@ -63,27 +60,6 @@ def _check_range(start: datetime, end: datetime) -> None:
         raise ValueError("end must be after start")
 
 
-def read_samples(
-    conn: psycopg.Connection[Any],
-    elevator_id: str,
-    *,
-    start: datetime,
-    end: datetime,
-    limit: int,
-    after: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Raw samples of one elevator in `[start, end)`, oldest first, at most `limit` of them.
-
-    For the next page pass the last sample's `time` as `after`. Samples that share a device
-    time with the last one of a page (a device clock set back) are skipped by the next page.
-    Raises ValueError for a naive or empty range, or a `limit` outside 1..MAX_RAW_ROWS.
-    """
-    _check_range(start, end)
-    if not 1 <= limit <= MAX_RAW_ROWS:
-        raise ValueError(f"limit must be between 1 and {MAX_RAW_ROWS}")
-    return _fetch_samples(conn, elevator_id, start=start, end=end, limit=limit, after=after)
-
-
 def sample_page(
     conn: psycopg.Connection[Any],
     elevator_id: str,
@@ -93,30 +69,24 @@ def sample_page(
     limit: int,
     after: datetime | None = None,
 ) -> KeysetPage[dict[str, Any]]:
-    """One page of `read_samples` (up to `limit` samples, at most MAX_RAW_ROWS), and the time
-    of its last sample when more follow, to pass as `after` for the next page."""
+    """Raw samples of one elevator in `[start, end)`, oldest first: a page of at most `limit`
+    of them, and the time of its last sample when more follow.
+
+    For the next page pass that time as `after`. Samples that share a device time with the
+    last one of a page (a device clock set back) are skipped by the next page. Raises
+    ValueError for a naive or empty range, or a `limit` outside 1..MAX_RAW_ROWS.
+    """
     _check_range(start, end)
     if not 1 <= limit <= MAX_RAW_ROWS:
         raise ValueError(f"limit must be between 1 and {MAX_RAW_ROWS}")
-    rows = _fetch_samples(conn, elevator_id, start=start, end=end, limit=limit + 1, after=after)
-    return page_of(rows, limit, lambda row: row["time"])
-
-
-def _fetch_samples(
-    conn: psycopg.Connection[Any],
-    elevator_id: str,
-    *,
-    start: datetime,
-    end: datetime,
-    limit: int,
-    after: datetime | None,
-) -> list[dict[str, Any]]:
     if after is not None and after.tzinfo is None:
         raise ValueError("after must carry a time zone")
-    params = {"elevator": elevator_id, "start": start, "end": end, "after": after, "limit": limit}
+    params = {"elevator": elevator_id, "start": start, "end": end, "after": after,
+              "limit": limit + 1}  # fmt: skip
     query = _READ_SAMPLES if after is None else _READ_SAMPLES_AFTER
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, params).fetchall()
+        rows = cur.execute(query, params).fetchall()
+    return page_of(rows, limit, lambda row: row["time"])
 
 
 def read_buckets(

@@ -12,10 +12,9 @@ from pathlib import Path
 from core.credentials import device_credentials
 from core.errors import ConfigError, RegistryError
 from core.protocol import parse_topic
-from core.registry import ParsedRegistry, read_registry
+from core.registry import ElevatorSpec, ParsedRegistry, read_registry
 from core.settings import Settings
 from simulators.bad_input import OWN_TOPIC_KINDS, BadMessage, bad_message
-from simulators.elevator import ElevatorSpec
 from simulators.fleet import Fleet
 from simulators.mqtt_device import DeviceIdentity
 from simulators.publisher import FleetPublisher

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from core.registry import ElevatorSpec
 from simulators import faults
 from simulators.car import (
     ACTIVE_STEP_S,
@@ -38,26 +39,6 @@ from simulators.car import (
     Trip,
 )
 from simulators.physics import plan_trip
-
-
-@dataclass(frozen=True, slots=True)
-class ElevatorSpec:
-    """The registry facts the model needs."""
-
-    site: str
-    elevator: str
-    lowest_floor: int
-    highest_floor: int
-    floor_height_m: float
-    rated_speed_mps: float
-    rated_load_kg: float
-    acceleration_mps2: float
-    jerk_mps3: float
-
-    def landings(self) -> list[int]:
-        """Floor numbers served, bottom to top; no floor 0 when the building has basements."""
-        floors = range(self.lowest_floor, self.highest_floor + 1)
-        return [f for f in floors if f != 0 or self.lowest_floor == 0]
 
 
 @dataclass(slots=True)
@@ -294,11 +275,15 @@ class ElevatorModel:
         self._maybe_maintenance()
         self.dispatch()
 
-    def _step_door_opening(self, dt: float) -> None:
-        stuck = faults.armed_take(self, "door_open_failure")
+    def _door_stuck(self, fault: str) -> bool:
+        """Whether the door stays put: `fault` (a door failure) bites now, or holds it still."""
+        stuck = faults.armed_take(self, fault)
         if stuck is not None:
             self.halt_until_s = self.t_s + stuck
-        if self.t_s < self.halt_until_s:
+        return self.t_s < self.halt_until_s
+
+    def _step_door_opening(self, dt: float) -> None:
+        if self._door_stuck("door_open_failure"):
             return
         if self.in_phase_s() >= DOOR_OPEN_S:
             self.door = "open"
@@ -314,10 +299,7 @@ class ElevatorModel:
             self.set_phase(Phase.DOOR_CLOSING)
 
     def _step_door_closing(self, dt: float) -> None:
-        stuck = faults.armed_take(self, "door_close_failure")
-        if stuck is not None:
-            self.halt_until_s = self.t_s + stuck
-        if self.t_s < self.halt_until_s:
+        if self._door_stuck("door_close_failure"):
             return
         if self.in_phase_s() < DOOR_CLOSE_S:
             # A passenger or the light curtain interrupts closing now and then.

@@ -21,7 +21,8 @@ from typing import Any, Final, Literal
 import msgspec
 
 from core.protocol import PROTOCOL_VERSION
-from simulators.elevator import ElevatorModel, ElevatorSpec
+from core.registry import ElevatorSpec
+from simulators.elevator import ElevatorModel
 from simulators.scenario import ScheduledFault
 from simulators.traffic import ResidentialTraffic
 

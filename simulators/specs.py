@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from core.registry import ParsedRegistry
-from simulators.elevator import ElevatorSpec
+from core.registry import ElevatorSpec, ParsedRegistry
 
 ELEVATORS_PER_SYNTHETIC_SITE = 50
 
@@ -30,24 +29,6 @@ def spec_from_registry_row(row: Mapping[str, Any]) -> ElevatorSpec:
 def specs_from_registry(parsed: ParsedRegistry) -> list[ElevatorSpec]:
     """Every elevator of a parsed registry."""
     return [spec_from_registry_row(row) for row in parsed.elevators]
-
-
-def specs_from_rows(rows: Iterable[Any]) -> list[ElevatorSpec]:
-    """Specs from database `Elevator` rows (anything with the registry attributes)."""
-    return [
-        ElevatorSpec(
-            site=row.site_id,
-            elevator=row.id,
-            lowest_floor=row.lowest_floor,
-            highest_floor=row.highest_floor,
-            floor_height_m=row.floor_height_m,
-            rated_speed_mps=row.rated_speed_mps,
-            rated_load_kg=row.rated_load_kg,
-            acceleration_mps2=row.acceleration_mps2,
-            jerk_mps3=row.jerk_mps3,
-        )
-        for row in rows
-    ]
 
 
 def synthetic_registry(count: int, *, seed: int) -> ParsedRegistry:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Path, Query
@@ -25,7 +26,7 @@ from api.deps import (
     require_site,
     utc_now,
 )
-from api.errors import error_responses, forbidden, not_found
+from api.errors import error_responses, existing, forbidden
 from api.pagination import Cursor, Limit, Page, int_cursor, next_cursor
 from api.stream import event_stream
 from api.types import Identifier
@@ -90,9 +91,7 @@ class WorkflowStep(BaseModel):
 
 
 def _alert(conn: Conn, user: UserRecord, alert_id: int) -> dict[str, Any]:
-    row = get_alert(conn, alert_id)
-    if row is None:
-        raise not_found(f"alert {alert_id}")
+    row = existing(get_alert(conn, alert_id), f"alert {alert_id}")
     require_site(user, row["site_id"], f"alert {alert_id}")
     return row
 
@@ -217,44 +216,46 @@ def get_one_alert(alert_id: AlertId, conn: Conn, user: Reader) -> AlertDetail:
     return AlertDetail(**row, events=events)
 
 
-def _step(conn: Conn, user: UserRecord, alert_id: int, action: str, note: str | None) -> AlertOut:
-    _alert(conn, user, alert_id)
-    event = advance_workflow(conn, alert_id, action, user_id=user.id, at=utc_now(), note=note)
-    record_in_ledger(conn, [event])
-    conn.commit()
-    return AlertOut(**_alert(conn, user, alert_id))
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """A workflow step's route: its path, the `alerts.store` action it takes, and the
+    operation's name (its summary and id) and description."""
+
+    path: str
+    action: str
+    name: str
+    description: str
 
 
-_STEP_RESPONSES: Final = error_responses(401, 403, 404, 409, 422)
+_STEPS: Final = (
+    _Step("ack", "acknowledge", "acknowledge",
+          "Acknowledge an open alert (crew of its site): the respond time."),
+    _Step("on-site", "on_site", "report_on_site",
+          "Report arrival at the elevator (crew of its site): the arrive time."),
+    _Step("resolve", "resolve", "resolve",
+          "Resolve an acknowledged or on-site alert (crew of its site): the finish time."),
+    _Step("false-alarm", "false_alarm", "mark_false_alarm",
+          "Close an unresolved alert as a false alarm (crew of its site)."),
+)  # fmt: skip
 
 
-@router.post("/{alert_id}/ack", responses=_STEP_RESPONSES)
-def acknowledge(
-    alert_id: AlertId, conn: Conn, user: CrewMember, body: WorkflowStep | None = None
-) -> AlertOut:
-    """Acknowledge an open alert (crew of its site): the respond time."""
-    return _step(conn, user, alert_id, "acknowledge", body.note if body else None)
+def _add_step(step: _Step) -> None:
+    def take_step(
+        alert_id: AlertId, conn: Conn, user: CrewMember, body: WorkflowStep | None = None
+    ) -> AlertOut:
+        _alert(conn, user, alert_id)
+        note = body.note if body else None
+        event = advance_workflow(
+            conn, alert_id, step.action, user_id=user.id, at=utc_now(), note=note
+        )
+        record_in_ledger(conn, [event])
+        conn.commit()
+        return AlertOut(**_alert(conn, user, alert_id))
+
+    router.add_api_route(f"/{{alert_id}}/{step.path}", take_step, methods=["POST"],
+                         name=step.name, description=step.description,
+                         responses=error_responses(401, 403, 404, 409, 422))  # fmt: skip
 
 
-@router.post("/{alert_id}/on-site", responses=_STEP_RESPONSES)
-def report_on_site(
-    alert_id: AlertId, conn: Conn, user: CrewMember, body: WorkflowStep | None = None
-) -> AlertOut:
-    """Report arrival at the elevator (crew of its site): the arrive time."""
-    return _step(conn, user, alert_id, "on_site", body.note if body else None)
-
-
-@router.post("/{alert_id}/resolve", responses=_STEP_RESPONSES)
-def resolve(
-    alert_id: AlertId, conn: Conn, user: CrewMember, body: WorkflowStep | None = None
-) -> AlertOut:
-    """Resolve an acknowledged or on-site alert (crew of its site): the finish time."""
-    return _step(conn, user, alert_id, "resolve", body.note if body else None)
-
-
-@router.post("/{alert_id}/false-alarm", responses=_STEP_RESPONSES)
-def mark_false_alarm(
-    alert_id: AlertId, conn: Conn, user: CrewMember, body: WorkflowStep | None = None
-) -> AlertOut:
-    """Close an unresolved alert as a false alarm (crew of its site)."""
-    return _step(conn, user, alert_id, "false_alarm", body.note if body else None)
+for _each in _STEPS:
+    _add_step(_each)

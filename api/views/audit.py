@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from api.deps import Auditor, Conn, Context, WaitingAuditor, elevator_site
-from api.errors import error_responses, not_found
+from api.errors import error_responses, existing
 from api.pagination import Cursor, Limit, Page, int_cursor, next_cursor
 from api.types import ElevatorId
 from core.stored_json import StoredJsonError, decode_object, report_unreadable
@@ -118,9 +118,7 @@ def get_entry(seq: Seq, conn: Conn, context: Context, user: Auditor) -> EntryPro
     """Entry `seq`: content, hashes recomputed, source row compared, signature checked,
     inclusion proof to the smallest anchored tree, and that tree's root **read from the
     chain** (`verified` is true only when all of it holds)."""
-    row = stored_entry(conn, seq)
-    if row is None:
-        raise not_found(f"ledger entry {seq}")
+    row = existing(stored_entry(conn, seq), f"ledger entry {seq}")
     view = context.ledger_view(conn)  # chain errors answer 503 (`api.errors`)
     report = view.verify_entry(conn, seq)
     try:

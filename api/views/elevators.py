@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field, model_validator
 
 from api.deps import Admin, Conn, Context, Reader, elevator_site, require_site
-from api.errors import error_responses, invalid, not_found
+from api.errors import error_responses, existing, invalid
 from api.pagination import Cursor, Limit, Page, next_cursor
 from api.types import (
     ElevatorId,
@@ -221,9 +221,7 @@ def add_elevator(body: ElevatorIn, conn: Conn, admin: Admin, context: Context) -
 @router.get("/{elevator_id}", responses=error_responses(401, 403, 404, 422))
 def get_one_elevator(elevator_id: ElevatorId, conn: Conn, user: Reader) -> ElevatorOut:
     """One elevator with live status and active alerts."""
-    row = get_elevator(conn, elevator_id)
-    if row is None:
-        raise not_found(f"elevator {elevator_id}")
+    row = existing(get_elevator(conn, elevator_id), f"elevator {elevator_id}")
     require_site(user, row["site_id"], f"elevator {elevator_id}")
     return ElevatorOut.of(row)
 
@@ -234,9 +232,8 @@ def change_elevator(
 ) -> ElevatorOut:
     """Change registry fields (admins); fields left out stay as they are. A site change or a
     deactivation changes the device's broker account at once."""
-    row = update_elevator(conn, elevator_id, body.model_dump(exclude_unset=True))
-    if row is None:
-        raise not_found(f"elevator {elevator_id}")
+    changes = body.model_dump(exclude_unset=True)
+    row = existing(update_elevator(conn, elevator_id, changes), f"elevator {elevator_id}")
     conn.commit()
     context.registry_changed(lambda: elevator_topics(conn))
     return ElevatorOut.of(row)

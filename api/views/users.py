@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from accounts.password_policy import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from accounts.users import create_user, get_user, revoke_tokens, update_user, user_page
 from api.deps import Admin, Conn
-from api.errors import error_responses, not_found
+from api.errors import error_responses, existing
 from api.pagination import Cursor, Limit, Page, int_cursor, next_cursor
 from api.types import Flag, Identifier
 from api.views.auth import UserOut
@@ -62,10 +62,7 @@ def get_users(conn: Conn, admin: Admin, limit: Limit = 50, cursor: Cursor = None
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 403, 409, 422))
 def add_user(body: UserIn, conn: Conn, admin: Admin) -> UserOut:
     """Add a crew member, supervisor or admin."""
-    user = create_user(
-        conn, username=body.username, role=body.role, sites=body.sites,
-        password=body.password, full_name=body.full_name, signer_address=body.signer_address,
-    )  # fmt: skip
+    user = create_user(conn, **body.model_dump())
     conn.commit()
     return UserOut.of(user)
 
@@ -73,20 +70,14 @@ def add_user(body: UserIn, conn: Conn, admin: Admin) -> UserOut:
 @router.get("/{username}", responses=error_responses(401, 403, 404, 422))
 def get_one_user(username: Username, conn: Conn, admin: Admin) -> UserOut:
     """One user."""
-    user = get_user(conn, username)
-    if user is None:
-        raise not_found(f"user {username}")
-    return UserOut.of(user)
+    return UserOut.of(existing(get_user(conn, username), f"user {username}"))
 
 
 @router.put("/{username}", responses=error_responses(401, 403, 404, 409, 422))
 def change_user(username: Username, body: UserChange, conn: Conn, admin: Admin) -> UserOut:
     """Change a user's role, sites, signing key, password, name or active flag. A new
     password or a deactivation ends every token the user holds."""
-    user = update_user(
-        conn, username, role=body.role, sites=body.sites, password=body.password,
-        full_name=body.full_name, signer_address=body.signer_address, active=body.active,
-    )  # fmt: skip
+    user = update_user(conn, username, **body.model_dump())
     conn.commit()
     return UserOut.of(user)
 

@@ -8,7 +8,14 @@ from typing import Any
 
 from core.faults import FAULTS_BY_NAME, Severity
 from core.settings import Settings
-from liftledger.commands.common import csv_list, database_connection, run_until_signal, say
+from liftledger.commands.common import (
+    add_command,
+    add_group,
+    csv_list,
+    database_connection,
+    run_until_signal,
+    say,
+)
 from liftledger.services.notifier import run_notifier
 from notify.notifier import NotifierConfig
 from notify.webhooks import active_subscriptions, add_subscription, remove_subscription
@@ -74,20 +81,16 @@ def cmd_webhooks_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(commands: Any) -> None:
     """`notifier` and `webhooks add|list|remove`."""
-    notifier = commands.add_parser("notifier", help=cmd_notifier.__doc__)
+    notifier = add_command(commands, "notifier", cmd_notifier)
     notifier.add_argument(
         "--escalation-interval", type=float, default=1.0, help="seconds between checks"
     )
     notifier.add_argument(
         "--maintenance-interval", type=float, default=60.0, help="seconds between sweeps"
     )
-    notifier.set_defaults(handler=cmd_notifier)
 
-    webhooks = commands.add_parser("webhooks", help="alert webhooks")
-    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
-    add = webhook_commands.add_parser("add", help=cmd_webhooks_add.__doc__)
-    add.add_argument("name")
-    add.add_argument("url")
+    webhook_commands = add_group(commands, "webhooks", "alert webhooks", "webhooks_command")
+    add = add_command(webhook_commands, "add", cmd_webhooks_add, "name", "url")
     add.add_argument("--sites", type=csv_list, help="only these sites (comma-separated)")
     add.add_argument("--types", type=_fault_types, help="only these fault types")
     add.add_argument("--events", type=csv_list, help="only these events (opened, escalated…)")
@@ -95,10 +98,5 @@ def add_commands(commands: Any) -> None:
         "--min-severity", choices=[s.value for s in Severity], default=Severity.INFO.value
     )
     add.add_argument("--secret-file", type=Path, help="read the signing secret from this file")
-    add.set_defaults(handler=cmd_webhooks_add)
-    webhook_commands.add_parser("list", help=cmd_webhooks_list.__doc__).set_defaults(
-        handler=cmd_webhooks_list
-    )
-    remove = webhook_commands.add_parser("remove", help=cmd_webhooks_remove.__doc__)
-    remove.add_argument("name")
-    remove.set_defaults(handler=cmd_webhooks_remove)
+    add_command(webhook_commands, "list", cmd_webhooks_list)
+    add_command(webhook_commands, "remove", cmd_webhooks_remove, "name")

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.settings import Settings
 from ingest.collector import CollectorConfig
-from liftledger.commands.common import configure_logging
+from liftledger.commands.common import add_command, configure_logging
 from liftledger.services.collector import run_collector
 
 
@@ -52,7 +52,7 @@ def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(commands: Any) -> None:
     """`collector`."""
-    collector = commands.add_parser("collector", help=cmd_collector.__doc__)
+    collector = add_command(commands, "collector", cmd_collector)
     collector.add_argument(
         "--partition", type=_partition, default=(0, 1), help="K/N: this collector's share"
     )
@@ -66,4 +66,3 @@ def add_commands(commands: Any) -> None:
         default="127.0.0.1",
         help="address /metrics listens on (default 127.0.0.1; 0.0.0.0 exposes it)",
     )
-    collector.set_defaults(handler=cmd_collector)

@@ -61,3 +61,21 @@ def require_schema(url: str) -> None:
 def csv_list(text: str) -> list[str]:
     """A comma-separated option as a list, without blanks."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_command(
+    commands: Any, name: str, handler: Handler, *positionals: str
+) -> argparse.ArgumentParser:
+    """Add the command `name` running `handler`, its help the handler's docstring, with
+    `positionals` as its positional arguments; its parser, for the options."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=handler.__doc__)
+    for positional in positionals:
+        parser.add_argument(positional)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_group(commands: Any, name: str, about: str, dest: str) -> Any:
+    """Add the command group `name` (help `about`), which needs one of its commands, named in
+    `dest`; the object its commands are added to."""
+    return commands.add_parser(name, help=about).add_subparsers(dest=dest, required=True)

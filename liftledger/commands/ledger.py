@@ -13,7 +13,13 @@ import psycopg
 from core.db import libpq_url, translate_connect_errors
 from core.errors import ConfigError
 from core.settings import Settings, development_key
-from liftledger.commands.common import database_connection, run_until_signal, say
+from liftledger.commands.common import (
+    add_command,
+    add_group,
+    database_connection,
+    run_until_signal,
+    say,
+)
 
 if TYPE_CHECKING:
     from ledger.chain import ChainClient
@@ -105,24 +111,22 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(commands: Any) -> None:
     """`contracts deploy`, `anchorer`, `audit verify`."""
-    contracts = commands.add_parser("contracts", help="the anchor contract")
-    contract_commands = contracts.add_subparsers(dest="contracts_command", required=True)
-    deploy = contract_commands.add_parser("deploy", help=cmd_contracts_deploy.__doc__)
+    contract_commands = add_group(commands, "contracts", "the anchor contract", "contracts_command")
+    deploy = add_command(contract_commands, "deploy", cmd_contracts_deploy)
     deploy.add_argument(
         "--admin",
         help="admin address, not the anchorer's (default outside production: a generated "
         "development admin key in the data folder)",
     )
-    deploy.set_defaults(handler=cmd_contracts_deploy)
 
-    anchorer = commands.add_parser("anchorer", help=cmd_anchorer.__doc__)
+    anchorer = add_command(commands, "anchorer", cmd_anchorer)
     anchorer.add_argument("--batch-seconds", type=float, default=60.0)
     anchorer.add_argument("--batch-entries", type=int, default=1000)
-    anchorer.set_defaults(handler=cmd_anchorer)
 
-    audit = commands.add_parser("audit", help="verify the audit trail against the chain")
-    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_commands.add_parser("verify", help=cmd_audit_verify.__doc__)
+    audit_commands = add_group(
+        commands, "audit", "verify the audit trail against the chain", "audit_command"
+    )
+    verify = add_command(audit_commands, "verify", cmd_audit_verify)
     verify.add_argument("--entry", type=int, help="verify this seq only")
     verify.add_argument("--database-url", help="the database to audit (default: settings)")
     verify.add_argument("--chain-url", help="the chain's JSON-RPC URL (default: settings)")
@@ -134,4 +138,3 @@ def add_commands(commands: Any) -> None:
     verify.add_argument(
         "--chain-id", type=int, help="the chain id to trust (default: LIFTLEDGER_CHAIN_ID)"
     )
-    verify.set_defaults(handler=cmd_audit_verify)

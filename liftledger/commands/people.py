@@ -10,7 +10,14 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.settings import Settings
-from liftledger.commands.common import configure_logging, csv_list, database_connection, say
+from liftledger.commands.common import (
+    add_command,
+    add_group,
+    configure_logging,
+    csv_list,
+    database_connection,
+    say,
+)
 from simulators.command import parse_duration
 
 
@@ -110,11 +117,9 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(commands: Any) -> None:
     """`users add|set|list|revoke-tokens`, `token`, `api`."""
-    users = commands.add_parser("users", help="people who sign in to the API")
-    user_commands = users.add_subparsers(dest="users_command", required=True)
+    user_commands = add_group(commands, "users", "people who sign in to the API", "users_command")
     for name, handler in (("add", cmd_users_add), ("set", cmd_users_set)):
-        sub = user_commands.add_parser(name, help=handler.__doc__)
-        sub.add_argument("name")
+        sub = add_command(user_commands, name, handler, "name")
         if name == "add":
             sub.add_argument("--role", required=True, choices=["crew", "supervisor", "admin"])
         else:
@@ -127,20 +132,12 @@ def add_commands(commands: Any) -> None:
                             help="read the password from standard input")  # fmt: skip
         sub.add_argument("--full-name")
         sub.add_argument("--signer", help="address of the EIP-712 key that signs records")
-        sub.set_defaults(handler=handler)
-    user_commands.add_parser("list", help=cmd_users_list.__doc__).set_defaults(
-        handler=cmd_users_list
-    )
-    revoke = user_commands.add_parser("revoke-tokens", help=cmd_users_revoke_tokens.__doc__)
-    revoke.add_argument("name")
-    revoke.set_defaults(handler=cmd_users_revoke_tokens)
-    token = commands.add_parser("token", help=cmd_token.__doc__)
-    token.add_argument("name")
+    add_command(user_commands, "list", cmd_users_list)
+    add_command(user_commands, "revoke-tokens", cmd_users_revoke_tokens, "name")
+    token = add_command(commands, "token", cmd_token, "name")
     token.add_argument("--ttl", default="8h", help="how long it is valid: 30m, 8h, 7d; at most 30d")
-    token.set_defaults(handler=cmd_token)
 
-    api = commands.add_parser("api", help=cmd_api.__doc__)
+    api = add_command(commands, "api", cmd_api)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, help="default: LIFTLEDGER_API_PORT (58000)")
     api.add_argument("--workers", type=int, default=1, help="worker processes")
-    api.set_defaults(handler=cmd_api)

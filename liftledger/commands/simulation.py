@@ -12,14 +12,19 @@ import psycopg
 
 from core.db import libpq_url, translate_connect_errors
 from core.errors import ConfigError
-from core.registry import ParsedRegistry, active_elevators, elevator_topics, upsert_registry
+from core.registry import (
+    ElevatorSpec,
+    ParsedRegistry,
+    active_elevators,
+    elevator_topics,
+    upsert_registry,
+)
 from core.settings import Settings
 from liftledger import stack
-from liftledger.commands.common import require_schema, say
+from liftledger.commands.common import add_command, require_schema, say
 from liftledger.demo import DemoOptions, run_demo
 from simulators.command import SimulateOptions, dry_run, parse_duration, registry_for, run_live
-from simulators.elevator import ElevatorSpec
-from simulators.specs import specs_from_registry, specs_from_rows
+from simulators.specs import specs_from_registry
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -71,10 +76,10 @@ def _register_simulated(settings: Settings, parsed: ParsedRegistry | None) -> li
             upsert_registry(conn, parsed)
             conn.commit()
         wanted = None if parsed is None else {row["id"] for row in parsed.elevators}
-        elevators = [e for e in active_elevators(conn) if wanted is None or e.id in wanted]
+        specs = [e for e in active_elevators(conn) if wanted is None or e.elevator in wanted]
         topics = elevator_topics(conn)
     stack.sync_broker_auth(settings, topics)
-    return specs_from_rows(elevators)
+    return specs
 
 
 def _iso_time(text: str) -> dt.datetime:
@@ -84,7 +89,7 @@ def _iso_time(text: str) -> dt.datetime:
 
 def add_commands(commands: Any) -> None:
     """`demo` and `simulate`."""
-    demo = commands.add_parser("demo", help=cmd_demo.__doc__)
+    demo = add_command(commands, "demo", cmd_demo)
     demo.add_argument(
         "--fault-rate", type=float, default=24.0, help="random faults per elevator per day"
     )
@@ -93,9 +98,8 @@ def add_commands(commands: Any) -> None:
     demo.add_argument(
         "--metrics-port", type=int, default=9108, help="port of the collector's /metrics"
     )
-    demo.set_defaults(handler=cmd_demo)
 
-    sim = commands.add_parser("simulate", help=cmd_simulate.__doc__)
+    sim = add_command(commands, "simulate", cmd_simulate)
     fleet = sim.add_mutually_exclusive_group()
     fleet.add_argument("--elevators", type=int, help="N synthetic elevators (sites sim-s001…)")
     fleet.add_argument("--registry", type=Path, help="elevators from a registry CSV")
@@ -116,4 +120,3 @@ def add_commands(commands: Any) -> None:
     sim.add_argument(
         "--bad-input", type=int, default=0, help="also send N bad messages of each kind"
     )
-    sim.set_defaults(handler=cmd_simulate)

@@ -16,7 +16,7 @@ from core.migrate import current_revision, head_revision, upgrade
 from core.registry import SAMPLE_REGISTRY, elevator_topics, import_registry
 from core.settings import Settings
 from liftledger import stack
-from liftledger.commands.common import require_schema, say
+from liftledger.commands.common import add_command, add_group, require_schema, say
 
 
 def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,28 +92,21 @@ def cmd_elevators_credentials(args: argparse.Namespace, settings: Settings) -> i
 
 def add_commands(commands: Any) -> None:
     """`stack up|down|status|env`, `db upgrade`, `elevators import|credentials`."""
-    stack_parser = commands.add_parser("stack", help="local TimescaleDB, Mosquitto and Anvil")
-    stack_commands = stack_parser.add_subparsers(dest="action", required=True)
+    stack_commands = add_group(
+        commands, "stack", "local TimescaleDB, Mosquitto and Anvil", "action"
+    )
     for name, handler in (
         ("up", cmd_stack_up),
         ("down", cmd_stack_down),
         ("status", cmd_stack_status),
         ("env", cmd_stack_env),
     ):
-        sub = stack_commands.add_parser(name, help=handler.__doc__)
-        sub.set_defaults(handler=handler)
+        add_command(stack_commands, name, handler)
 
-    db_parser = commands.add_parser("db", help="database schema")
-    db_commands = db_parser.add_subparsers(dest="action", required=True)
-    db_commands.add_parser("upgrade", help=cmd_db_upgrade.__doc__).set_defaults(
-        handler=cmd_db_upgrade
-    )
+    db_commands = add_group(commands, "db", "database schema", "action")
+    add_command(db_commands, "upgrade", cmd_db_upgrade)
 
-    elevators = commands.add_parser("elevators", help="the elevator registry")
-    elevator_commands = elevators.add_subparsers(dest="action", required=True)
-    importer = elevator_commands.add_parser("import", help=cmd_elevators_import.__doc__)
+    elevator_commands = add_group(commands, "elevators", "the elevator registry", "action")
+    importer = add_command(elevator_commands, "import", cmd_elevators_import)
     importer.add_argument("file", help="registry CSV, or `sample` for the bundled sub-district")
-    importer.set_defaults(handler=cmd_elevators_import)
-    creds = elevator_commands.add_parser("credentials", help=cmd_elevators_credentials.__doc__)
-    creds.add_argument("elevator_id")
-    creds.set_defaults(handler=cmd_elevators_credentials)
+    add_command(elevator_commands, "credentials", cmd_elevators_credentials, "elevator_id")

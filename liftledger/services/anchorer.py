@@ -8,22 +8,19 @@ from typing import Any
 import psycopg
 
 from core.db import libpq_url, translate_connect_errors
-from core.db_roles import check_service_connection, service_settings
 from core.errors import ConfigError
 from core.settings import Settings
 from ledger.anchorer import Anchorer, AnchorerConfig
 from ledger.chain import ChainClient
 from ledger.deploy import contract_chain
 from ledger.pin import pinned_contract
+from liftledger.services.common import as_service
 
 
 def run_anchorer(settings: Settings, config: AnchorerConfig, *, stop: threading.Event) -> None:
     """Anchor the ledger until `stop` is set, connected as the anchorer's database role, to
     the pinned contract or else the one the database records for the chain."""
-    settings = service_settings(settings, "anchorer")
-    check_service_connection(
-        settings.resolved_database_url(), "anchorer", production=settings.env == "production"
-    )
+    settings = as_service(settings, "anchorer")
     url = settings.resolved_database_url()
     pinned = pinned_contract(settings, url)
     with translate_connect_errors(url):

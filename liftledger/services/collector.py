@@ -10,9 +10,8 @@ import psycopg
 from prometheus_client import start_http_server
 
 from alerts.engine import DetectionEngine
-from core.credentials import collector_username, service_credentials
+from core.credentials import collector_username
 from core.db import CONNECT_TIMEOUT_S, libpq_url
-from core.db_roles import check_service_connection, service_settings
 from core.registry import elevator_topics
 from core.settings import Settings
 from ingest.collector import (
@@ -25,6 +24,7 @@ from ingest.collector import (
 from ingest.metrics import CollectorMetrics
 from ingest.subscriber import CollectorSubscriber
 from ingest.writer import BatchWriter
+from liftledger.services.common import as_service, broker_login
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,7 @@ def run_collector(
 
     Every thread it starts (the metrics server's) is stopped before it returns.
     """
-    settings = service_settings(settings, "collector")
-    check_service_connection(
-        settings.resolved_database_url(), "collector", production=settings.env == "production",
-        stop=stop,
-    )  # fmt: skip
+    settings = as_service(settings, "collector", stop=stop)
     conninfo = libpq_url(settings.resolved_database_url())
     metrics = CollectorMetrics()
     metrics_server = None
@@ -113,11 +109,8 @@ def run_collector(
                 detection.defer_silence(config.silence_grace_s)
 
         mqtt_client_id = client_id(config)
-        creds = service_credentials(settings.secret("mqtt_secret"), mqtt_client_id)
         subscriber = CollectorSubscriber(
-            mqtt_url=settings.resolved_mqtt_url(),
-            username=creds.username,
-            password=creds.password,
+            **broker_login(settings, mqtt_client_id),
             client_id=mqtt_client_id,
             topic_filters=topic_filters(
                 set(registry.sites_by_elevator.values()), config.partition, config.partitions

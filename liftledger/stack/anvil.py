@@ -17,7 +17,7 @@ from typing import Any
 from core.errors import ServiceUnreachable, StackError
 from core.settings import LOCAL_HOST, Settings
 from liftledger.stack.install import ensure_npm_tools
-from liftledger.stack.process import owned_pid, port_answers, spawn, stop_pid, wait_until
+from liftledger.stack.process import OwnedDaemon, require_free_port, spawn, wait_until
 
 START_TIMEOUT_S = 30
 STATE_INTERVAL_S = 5
@@ -54,7 +54,7 @@ def anchorer_address(settings: Settings) -> str:
     return str(Account.from_key(settings.secret("anchorer_key")).address)
 
 
-class LocalAnvil:
+class LocalAnvil(OwnedDaemon):
     """The stack's own Anvil node."""
 
     def __init__(self, settings: Settings, project_dir: Path) -> None:
@@ -62,22 +62,13 @@ class LocalAnvil:
         self._project_dir = project_dir
         self.folder = settings.data_dir / "anvil"
         self.state_file = self.folder / "state.json"
-        self.pid_file = settings.data_dir / "run" / "anvil.pid"
-        self.log_file = settings.data_dir / "log" / "anvil.log"
-
-    def pid(self) -> int | None:
-        """Pid of the node this stack started, if it still runs."""
-        return owned_pid(self.pid_file, str(self.state_file))
+        super().__init__(settings.data_dir, "anvil", marker=self.state_file)
 
     def start(self) -> None:
         """Start Anvil unless it already runs, then fund the anchorer."""
         if self.pid() is None:
             binary = ensure_npm_tools(self._settings, self._project_dir)
-            if port_answers(LOCAL_HOST, self._settings.chain_port):
-                raise StackError(
-                    f"port {self._settings.chain_port} is taken by another program: "
-                    "set LIFTLEDGER_CHAIN_PORT to a free port"
-                )
+            require_free_port(LOCAL_HOST, self._settings.chain_port, "LIFTLEDGER_CHAIN_PORT")
             self.folder.mkdir(parents=True, exist_ok=True)
             spawn(
                 [
@@ -118,12 +109,3 @@ class LocalAnvil:
         balance = int(rpc_call(url, "eth_getBalance", [address, "latest"]), 16)
         if balance < ANCHORER_LOW_WATER_WEI:
             rpc_call(url, "anvil_setBalance", [address, hex(ANCHORER_FUNDING_WEI)])
-
-    def stop(self) -> bool:
-        """Stop the node if this stack started it; True when it was running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        stop_pid(pid)
-        self.pid_file.unlink(missing_ok=True)
-        return True

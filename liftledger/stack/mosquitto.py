@@ -43,10 +43,10 @@ from core.protocol import TOPIC_PREFIX, topic_for
 from core.settings import LOCAL_HOST, Settings
 from liftledger.stack.install import require_command
 from liftledger.stack.process import (
-    owned_pid,
+    OwnedDaemon,
     port_answers,
+    require_free_port,
     spawn_filtered,
-    stop_pid,
     wait_until,
 )
 
@@ -165,7 +165,7 @@ def render_acl(elevators: Iterable[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-class LocalMosquitto:
+class LocalMosquitto(OwnedDaemon):
     """The stack's own Mosquitto."""
 
     def __init__(self, settings: Settings) -> None:
@@ -174,12 +174,7 @@ class LocalMosquitto:
         self.config = self.folder / "mosquitto.conf"
         self.passwd = self.folder / "passwd"
         self.acl = self.folder / "acl"
-        self.pid_file = settings.data_dir / "run" / "mosquitto.pid"
-        self.log_file = settings.data_dir / "log" / "mosquitto.log"
-
-    def pid(self) -> int | None:
-        """Pid of the broker this stack started, if it still runs."""
-        return owned_pid(self.pid_file, str(self.config))
+        super().__init__(settings.data_dir, "mosquitto", marker=self.config)
 
     def prepare_folder(self) -> Path:
         """The broker's folder, where the user it runs as can reach it.
@@ -235,11 +230,7 @@ class LocalMosquitto:
         binary = require_command(
             self._settings, "mosquitto", "mosquitto", why="the local MQTT broker"
         )
-        if port_answers(LOCAL_HOST, self._settings.mqtt_port):
-            raise StackError(
-                f"port {self._settings.mqtt_port} is taken by another program: "
-                "set LIFTLEDGER_MQTT_PORT to a free port"
-            )
+        require_free_port(LOCAL_HOST, self._settings.mqtt_port, "LIFTLEDGER_MQTT_PORT")
         folder = self.prepare_folder()
         (folder / "data").mkdir(parents=True, exist_ok=True)
         owner = broker_user()
@@ -284,15 +275,6 @@ class LocalMosquitto:
             what="Mosquitto",
             log_file=self.log_file,
         )
-
-    def stop(self) -> bool:
-        """Stop the broker if this stack started it; True when it was running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        stop_pid(pid)
-        self.pid_file.unlink(missing_ok=True)
-        return True
 
     def dropped_clients(self) -> list[str]:
         """Lines of the broker's log saying it dropped queued messages for a client."""

@@ -23,7 +23,7 @@ from core.db_roles import ensure_roles
 from core.errors import StackError
 from core.settings import LOCAL_HOST, Settings
 from liftledger.stack.install import PostgresInstall
-from liftledger.stack.process import port_answers, run, wait_until
+from liftledger.stack.process import require_free_port, run, wait_until
 
 SERVER_USER = "postgres"
 SUPERUSER = "liftledger"
@@ -182,11 +182,7 @@ class LocalPostgres:
         """Start the server (no-op when running) and create the application database."""
         self.init()
         if not self.running():
-            if port_answers(LOCAL_HOST, self._settings.pg_port):
-                raise StackError(
-                    f"port {self._settings.pg_port} is taken by another program: "
-                    "set LIFTLEDGER_PG_PORT to a free port"
-                )
+            require_free_port(LOCAL_HOST, self._settings.pg_port, "LIFTLEDGER_PG_PORT")
             self._write_config()
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self.log_file.touch()

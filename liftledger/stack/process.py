@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Final
 
 from core.errors import StackError
 
@@ -27,6 +28,12 @@ def port_answers(host: str, port: int, *, timeout_s: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def require_free_port(host: str, port: int, variable: str) -> None:
+    """Raise `StackError` naming the setting `variable` when something already listens there."""
+    if port_answers(host, port):
+        raise StackError(f"port {port} is taken by another program: set {variable} to a free port")
 
 
 def read_pid(pid_file: Path) -> int | None:
@@ -53,28 +60,37 @@ def owned_pid(pid_file: Path, marker: str) -> int | None:
     return pid
 
 
+class OwnedDaemon:
+    """A daemon the stack starts: its pid file and log under the data folder, and the path its
+    command line names, by which the stack knows the process is its own."""
+
+    def __init__(self, data_dir: Path, name: str, marker: Path) -> None:
+        self.pid_file = data_dir / "run" / f"{name}.pid"
+        self.log_file = data_dir / "log" / f"{name}.log"
+        self._marker = marker
+
+    def pid(self) -> int | None:
+        """Pid of the daemon this stack started, if it still runs."""
+        return owned_pid(self.pid_file, str(self._marker))
+
+    def stop(self) -> bool:
+        """Stop the daemon if this stack started it; True when it was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        stop_pid(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
 def spawn(argv: Sequence[str], *, pid_file: Path, log_file: Path) -> int:
     """Start `argv` (an absolute path first) in a session of its own; record and return its pid.
 
     `posix_spawn` rather than `subprocess.Popen`: the daemon outlives this process, and a Popen
     object would only be left behind to complain that its child still runs.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-    pid = os.posix_spawn(
-        argv[0],
-        list(argv),
-        os.environ,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{pid}\n", encoding="utf-8")
-    return pid
+    pid = _start(argv, [_NO_INPUT, *_log_actions(log_file)])
+    return _record(pid_file, pid)
 
 
 def spawn_filtered(
@@ -84,37 +100,43 @@ def spawn_filtered(
 
     The pid file names the daemon; the filter ends by itself when the daemon closes the pipe.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    log_actions = _log_actions(log_file)
     read_end, write_end = os.pipe()
     try:
-        os.posix_spawn(
-            filter_argv[0],
-            list(filter_argv),
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, read_end, 0),
-                (os.POSIX_SPAWN_CLOSE, write_end),
-                (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o644),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-            setsid=True,
+        _start(
+            filter_argv,
+            [(os.POSIX_SPAWN_DUP2, read_end, 0), (os.POSIX_SPAWN_CLOSE, write_end), *log_actions],
         )
-        pid = os.posix_spawn(
-            argv[0],
-            list(argv),
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        pid = _start(
+            argv,
+            [
+                _NO_INPUT,
                 (os.POSIX_SPAWN_DUP2, write_end, 1),
                 (os.POSIX_SPAWN_DUP2, write_end, 2),
                 (os.POSIX_SPAWN_CLOSE, read_end),
             ],
-            setsid=True,
         )
     finally:
         os.close(read_end)
         os.close(write_end)
+    return _record(pid_file, pid)
+
+
+_NO_INPUT: Final = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
+
+
+def _log_actions(log_file: Path) -> list[tuple[Any, ...]]:
+    """File actions sending standard output and error to the end of `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    return [(os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o644), (os.POSIX_SPAWN_DUP2, 1, 2)]
+
+
+def _start(argv: Sequence[str], file_actions: list[tuple[Any, ...]]) -> int:
+    return os.posix_spawn(argv[0], list(argv), os.environ, file_actions=file_actions, setsid=True)
+
+
+def _record(pid_file: Path, pid: int) -> int:
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{pid}\n", encoding="utf-8")
     return pid

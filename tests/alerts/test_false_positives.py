@@ -19,8 +19,7 @@ from alerts.engine import reading_of
 from alerts.rules import ElevatorLimits
 from core.faults import Severity, resolve_thresholds
 from core.protocol import DeviceEvent, TelemetrySample
-from core.registry import SAMPLE_REGISTRY, read_registry
-from simulators.elevator import ElevatorSpec
+from core.registry import SAMPLE_REGISTRY, ElevatorSpec, read_registry
 from simulators.fleet import Fleet
 from simulators.specs import specs_from_registry
 

@@ -6,11 +6,12 @@ import datetime as dt
 import threading
 from collections.abc import Sequence
 
+from core.messages import Batch
 from core.protocol import topic_for
 from ingest.collector import Collector, CollectorConfig, RegistryCache, in_partition, topic_filters
 from ingest.metrics import CollectorMetrics
 from ingest.subscriber import ReceivedMessage
-from ingest.writer import PURGE_CHUNK, Batch, DatabaseUnavailable, WriteResult
+from ingest.writer import PURGE_CHUNK, DatabaseUnavailable, WriteResult
 from tests.factories import sample_payload
 
 NOW = dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC)

@@ -30,11 +30,10 @@ from alerts.detector import STREAM_TYPES
 from core.credentials import ALERT_READER_USERNAME, PLATFORM_USERNAME, service_credentials
 from core.db import libpq_url
 from core.faults import FAULTS_BY_NAME
-from core.registry import ParsedRegistry, upsert_registry
+from core.registry import ElevatorSpec, ParsedRegistry, upsert_registry
 from core.settings import Settings
 from notify.mqtt_alerts import AlertPublisher
 from notify.notifier import Notifier, NotifierConfig
-from simulators.elevator import ElevatorSpec
 from simulators.fleet import Fleet
 from simulators.publisher import FleetPublisher
 from simulators.runner import MqttSink, run_fleet

@@ -16,9 +16,9 @@ import pytest
 
 from alerts.engine import DetectionEngine
 from core.db import libpq_url
-from core.messages import Event, Sample
+from core.messages import Batch, Event, Sample
 from ingest.validate import validate
-from ingest.writer import Batch, BatchWriter
+from ingest.writer import BatchWriter
 from tests.factories import add_elevator, event_payload, sample_payload
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)

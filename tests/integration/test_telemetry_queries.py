@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, read_samples
+from reports.telemetry import MAX_BUCKETS, MAX_RAW_ROWS, read_buckets, sample_page
 from tests.factories import add_samples
 
 T0 = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
@@ -54,7 +54,7 @@ def test_raw_samples_are_those_of_the_elevator_in_the_half_open_range_oldest_fir
     _sample(conn, elevator, T0 + MINUTE)  # `end` itself is outside
     _sample(conn, f"{elevator}-other", T0 + dt.timedelta(seconds=10))
 
-    rows = read_samples(conn, elevator, start=T0, end=T0 + MINUTE, limit=10)
+    rows = sample_page(conn, elevator, start=T0, end=T0 + MINUTE, limit=10).rows
 
     assert [row["time"] for row in rows] == [T0, T0 + dt.timedelta(seconds=20)]
     assert rows[0] == {
@@ -74,9 +74,9 @@ def test_raw_samples_are_read_page_by_page_after_the_last_time(
     for at in times:
         _sample(conn, elevator, at)
 
-    first = read_samples(conn, elevator, start=T0, end=T0 + MINUTE, limit=2)
-    second = read_samples(conn, elevator, start=T0, end=T0 + MINUTE, limit=2, after=times[1])
-    last = read_samples(conn, elevator, start=T0, end=T0 + MINUTE, limit=2, after=times[3])
+    first = sample_page(conn, elevator, start=T0, end=T0 + MINUTE, limit=2).rows
+    second = sample_page(conn, elevator, start=T0, end=T0 + MINUTE, limit=2, after=times[1]).rows
+    last = sample_page(conn, elevator, start=T0, end=T0 + MINUTE, limit=2, after=times[3]).rows
 
     assert [row["time"] for row in first] == times[:2]
     assert [row["time"] for row in second] == times[2:4]
@@ -126,7 +126,7 @@ def test_an_elevator_without_samples_in_the_range_reads_empty(
 ) -> None:
     _sample(conn, elevator, T0 - dt.timedelta(hours=2))
 
-    assert read_samples(conn, elevator, start=T0, end=T0 + MINUTE, limit=10) == []
+    assert sample_page(conn, elevator, start=T0, end=T0 + MINUTE, limit=10).rows == []
     assert read_buckets(conn, elevator, start=T0, end=T0 + MINUTE, bucket_s=60) == []
 
 
@@ -135,11 +135,11 @@ def test_oversized_or_malformed_requests_are_refused(
 ) -> None:
     day = dt.timedelta(days=1)
     with pytest.raises(ValueError, match="limit"):
-        read_samples(conn, elevator, start=T0, end=T0 + day, limit=MAX_RAW_ROWS + 1)
+        sample_page(conn, elevator, start=T0, end=T0 + day, limit=MAX_RAW_ROWS + 1)
     with pytest.raises(ValueError, match="buckets"):
         read_buckets(conn, elevator, start=T0, end=T0 + MAX_BUCKETS * MINUTE + MINUTE,
                      bucket_s=60)  # fmt: skip
     with pytest.raises(ValueError, match="time zone"):
-        read_samples(conn, elevator, start=T0.replace(tzinfo=None), end=T0 + day, limit=10)
+        sample_page(conn, elevator, start=T0.replace(tzinfo=None), end=T0 + day, limit=10)
     with pytest.raises(ValueError, match="after start"):
         read_buckets(conn, elevator, start=T0, end=T0, bucket_s=60)

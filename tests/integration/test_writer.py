@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from alerts.detector import ElevatorDetector
 from alerts.engine import DetectionEngine
 from alerts.rules import Reading
-from core.messages import Event, Rejected, Sample
+from core.messages import Batch, Event, Rejected, Sample
 from core.protocol import topic_for
 from ingest.validate import validate
-from ingest.writer import Batch, BatchWriter
+from ingest.writer import BatchWriter
 from tests.factories import add_elevator, driver_connection, sample_payload
 
 NOW = dt.datetime.now(dt.UTC)
@@ -105,11 +105,9 @@ class ExplodingDetection:
     def prepare(self, conn: object) -> None:
         pass
 
-    def process(
-        self, conn: object, samples: object, events: object, statuses: object, rejected: object
-    ) -> list[object]:
-        assert isinstance(samples, list | tuple)
-        if any(s.data.seq == self.poison_seq for s in samples):
+    def process(self, conn: object, batch: Batch) -> list[object]:
+        assert isinstance(batch.samples, list | tuple)
+        if any(s.data.seq == self.poison_seq for s in batch.samples):
             raise OverflowError("date value out of range")
         return []
 

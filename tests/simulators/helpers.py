@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from simulators.elevator import ElevatorSpec
+from core.registry import ElevatorSpec
 from simulators.fleet import Fleet
 from simulators.scenario import ScheduledFault
 

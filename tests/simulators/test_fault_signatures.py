@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from core.faults import FAULTS_BY_NAME
-from simulators.elevator import ElevatorSpec
+from core.registry import ElevatorSpec
 from simulators.faults import SIMULATED_FAULTS
 from simulators.scenario import ScheduledFault
 from tests.simulators.helpers import (
