@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from api.deps import Admin, Conn, Context, Reader, elevator_site, require_site
 from api.errors import error_responses, existing, invalid
@@ -117,14 +117,13 @@ class ElevatorFields(BaseModel):
     thresholds: Thresholds | None = None
     active: Flag | None = None
 
-    @model_validator(mode="after")
-    def _required_fields_are_not_cleared(self) -> ElevatorFields:
-        cleared = sorted(
-            name for name in self.model_fields_set - CLEARABLE if getattr(self, name) is None
-        )
-        if cleared:
-            raise ValueError(f"{', '.join(cleared)} cannot be null")
-        return self
+    @field_validator("*")
+    @classmethod
+    def _required_fields_are_not_cleared(cls, value: Any, info: ValidationInfo) -> Any:
+        # Per field, so that the 422 names the field sent as null.
+        if value is None and info.field_name not in CLEARABLE:
+            raise ValueError(f"{info.field_name} cannot be null")
+        return value
 
 
 class ElevatorIn(ElevatorFields):
