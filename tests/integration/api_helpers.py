@@ -19,6 +19,7 @@ import psycopg
 import uvicorn
 
 from accounts.tokens import issue_token
+from alerts.store import advance_workflow, record_in_ledger
 from api.app import create_app
 from core.db import libpq_url
 from core.faults import FAULT_TYPES
@@ -116,6 +117,22 @@ def add_site_with_elevator(conn: psycopg.Connection[Any], prefix: str) -> tuple[
     )
     conn.commit()
     return site, elevator
+
+
+def ledgered_acknowledgement(
+    conn: psycopg.Connection[Any], elevator: str, site: str, *, user_id: int
+) -> int:
+    """The ledger seq of a new alert's acknowledgement by `user_id` (committed)."""
+    event = advance_workflow(conn, add_alert(conn, elevator, site), "acknowledge",
+                             user_id=user_id, at=dt.datetime.now(dt.UTC))  # fmt: skip
+    record_in_ledger(conn, [event])
+    conn.commit()
+    row = conn.execute(
+        "SELECT seq FROM ledger_entries WHERE source_table = 'alert_events' AND source_id = %s",
+        (event.event_id,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def add_alert(

@@ -19,7 +19,6 @@ import httpx
 import psycopg
 import pytest
 
-from alerts.store import advance_workflow, record_in_ledger
 from core.db import libpq_url
 from core.settings import Settings
 from ledger.chain import ChainClient
@@ -30,6 +29,7 @@ from tests.integration.api_helpers import (
     add_person,
     add_site_with_elevator,
     client,
+    ledgered_acknowledgement,
     running_api,
 )
 
@@ -72,17 +72,9 @@ def world(stack_settings: Settings, test_database_url: str) -> Iterator[World]:
     entries = {}
     for scope, (site, elevator) in {"own": (own_site, own_elevator),
                                      "other": (other_site, other_elevator)}.items():  # fmt: skip
-        alert_id = add_alert(conn, elevator, site)
-        event = advance_workflow(conn, alert_id, "acknowledge", user_id=people["admin"].user_id,
-                                 at=dt.datetime.now(dt.UTC))  # fmt: skip
-        record_in_ledger(conn, [event])
-        conn.commit()
-        row = conn.execute(
-            "SELECT seq FROM ledger_entries WHERE source_table = 'alert_events' AND source_id = %s",
-            (event.event_id,),
-        ).fetchone()
-        assert row is not None
-        entries[scope] = int(row[0])
+        entries[scope] = ledgered_acknowledgement(
+            conn, elevator, site, user_id=people["admin"].user_id
+        )
     with running_api(stack_settings, test_database_url) as base_url, client(base_url) as http:
         yield World(conn, http, people,
                     {"own": own_site, "other": other_site},

@@ -31,7 +31,6 @@ import httpx
 import psycopg
 import pytest
 
-from alerts.store import advance_workflow, record_in_ledger
 from api.app import create_app
 from core.db import libpq_url
 from core.faults import THRESHOLD_RANGES
@@ -60,6 +59,7 @@ from tests.integration.api_helpers import (
     add_person,
     add_site_with_elevator,
     client,
+    ledgered_acknowledgement,
     running_api,
 )
 
@@ -122,22 +122,13 @@ def world(stack_settings: Settings, test_database_url: str) -> Iterator[World]:
         "admin": add_person(conn, stack_settings, "admin"),
     }
     target = add_person(conn, stack_settings, "crew", sites=[site], password=PASSWORD)
-    alert_id = add_alert(conn, elevator, site)
-    event = advance_workflow(conn, alert_id, "acknowledge", user_id=target.user_id,
-                             at=dt.datetime.now(dt.UTC))  # fmt: skip
-    record_in_ledger(conn, [event])
-    conn.commit()
-    row = conn.execute(
-        "SELECT seq FROM ledger_entries WHERE source_table = 'alert_events' AND source_id = %s",
-        (event.event_id,),
-    ).fetchone()
-    assert row is not None
+    seq = ledgered_acknowledgement(conn, elevator, site, user_id=target.user_id)
     # Sign-in limits high enough that the form's own cases reach the form's validation.
     api = running_api(stack_settings, test_database_url, api_sign_in_user_failures=1000,
                       api_sign_in_address_failures=100_000,
                       api_sign_in_user_total_failures=100_000)  # fmt: skip
     with api as base_url, client(base_url) as http:
-        yield World(conn, http, people, site, elevator, registry_elevator, target, int(row[0]))
+        yield World(conn, http, people, site, elevator, registry_elevator, target, seq)
     conn.close()
 
 
